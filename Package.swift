@@ -1,0 +1,42 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Hot loops are compiled with -Ounchecked in release builds: the kernels index raw
+// buffers whose bounds are checked once at the API boundary.
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "mcl-dist",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "mcl-dist", targets: ["mcl-dist"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
+        .target(name: "MCLCore", dependencies: ["COpenBLAS"], swiftSettings: fast),
+        .target(name: "MCLNet", dependencies: ["MCLCore", "COpenBLAS"], swiftSettings: fast),
+        .target(name: "MCLObjective", dependencies: ["MCLCore"], swiftSettings: fast),
+        .target(name: "MCLDistributed", dependencies: ["MCLCore", "CMPI"], swiftSettings: fast),
+        .target(name: "MCLEval", dependencies: ["MCLCore", "COpenBLAS"], swiftSettings: fast),
+        .systemLibrary(name: "CImageCodecs", providers: [.apt(["libjpeg-dev", "libpng-dev", "zlib1g-dev"])]),
+        .target(name: "MCLData", dependencies: ["MCLCore", "CImageCodecs"], swiftSettings: fast),
+        .executableTarget(name: "mcl-dist", dependencies: [
+            "MCLCore", "MCLNet", "MCLObjective", "MCLDistributed", "MCLEval", "MCLData",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: fast),
+        .testTarget(name: "MCLCoreTests", dependencies: ["MCLCore"]),
+        .testTarget(name: "MCLNetTests", dependencies: ["MCLCore", "MCLNet"]),
+        .testTarget(name: "MCLObjectiveTests", dependencies: ["MCLCore", "MCLObjective"]),
+        .testTarget(name: "MCLEvalTests", dependencies: ["MCLCore", "MCLEval"]),
+        .testTarget(name: "MCLDataTests", dependencies: ["MCLCore", "MCLData"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

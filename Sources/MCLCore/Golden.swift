@@ -1,0 +1,64 @@
+import Foundation
+
+/// Locates the golden reference files (PyTorch / scikit-learn vectors, see shared/golden/README.md).
+///
+/// The folder comes from `MCL_GOLDEN_DIR` (default `../shared/golden` relative to the working
+/// directory, which is the package root under `swift test`). Tests iterate over every file whose
+/// name starts with a prefix, so new cases are picked up without code changes.
+public enum Golden {
+    public static var directory: String {
+        if let d = ProcessInfo.processInfo.environment["MCL_GOLDEN_DIR"], !d.isEmpty { return d }
+        return "../shared/golden"
+    }
+
+    /// Case names (file names without `.safetensors`) starting with `prefix`, sorted.
+    public static func cases(prefix: String) -> [String] {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return files.filter { $0.hasPrefix(prefix) && $0.hasSuffix(".safetensors") }
+            .map { String($0.dropLast(".safetensors".count)) }
+            .sorted()
+    }
+
+    public static func open(_ name: String) throws -> SafeTensorsFile {
+        try SafeTensorsFile(path: directory + "/" + name + ".safetensors")
+    }
+
+    /// Prints the one line per case the project's golden tests share.
+    public static func report(_ name: String, maxRelErr: Double) {
+        print("golden \(name) ok \(String(format: "%.3e", maxRelErr))")
+    }
+
+    public static func reportFailure(_ name: String, _ why: String) {
+        print("golden \(name) FAIL \(why)")
+    }
+}
+
+/// Error measures used by the golden tests.
+public enum Compare {
+    /// max_i |a_i - b_i| / max(max_i |b_i|, tiny): error relative to the largest reference element.
+    public static func relToMax(_ a: [Float], _ b: [Float]) -> Double {
+        relToMax(a.map(Double.init), b.map(Double.init))
+    }
+
+    public static func relToMax(_ a: [Double], _ b: [Double]) -> Double {
+        precondition(a.count == b.count, "length \(a.count) vs \(b.count)")
+        var scale = 0.0, err = 0.0
+        for i in 0..<a.count {
+            scale = max(scale, abs(b[i]))
+            err = max(err, abs(a[i] - b[i]))
+        }
+        if a.contains(where: { !$0.isFinite }) { return .infinity }
+        return err / max(scale, 1e-30)
+    }
+
+    /// Elementwise relative error |a-b| / max(|b|, floor).
+    public static func relElementwise(_ a: [Double], _ b: [Double], floor: Double = 1e-12) -> Double {
+        precondition(a.count == b.count)
+        var err = 0.0
+        for i in 0..<a.count {
+            if !a[i].isFinite { return .infinity }
+            err = max(err, abs(a[i] - b[i]) / max(abs(b[i]), floor))
+        }
+        return err
+    }
+}
