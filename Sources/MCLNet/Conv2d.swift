@@ -1,0 +1,167 @@
+import Foundation
+import MCLCore
+
+/// A bias-free 2-D convolution on activations in CNHW layout ([channels][batch][height][width]).
+///
+/// Forward: `Y[co, (n,oh,ow)] = sum_{ci,i,j} W[co, ci, i, j] * X[ci, n, oh*s - p + i, ow*s - p + j]`,
+/// computed as one GEMM `Y = W · col(X)` per chunk of images, where `col(X)` is the im2col matrix
+/// `[Cin*k*k, n*Ho*Wo]`. CNHW makes the GEMM output land directly in the output layout.
+/// Backward: `dW += dY · col(X)^T`, `dcol = W^T · dY`, `dX = col2im(dcol)`. The im2col matrix is
+/// rebuilt in backward instead of being stored, which keeps activation memory at one tensor per layer.
+/// Weights are PyTorch's OIHW, i.e. a row-major `[Cout, Cin*k*k]` matrix.
+public final class Conv2d: @unchecked Sendable {
+    public let cin: Int, cout: Int, kernel: Int, stride: Int, pad: Int
+    public let name: String
+    let store: ParameterStore
+    let wOffset: Int
+    /// im2col chunks are capped at this many floats (bounds scratch memory independent of batch).
+    nonisolated(unsafe) public static var colBudget = 12 * 1024 * 1024
+
+    public init(_ store: ParameterStore, _ name: String, cin: Int, cout: Int, kernel: Int, stride: Int, pad: Int) {
+        self.store = store; self.name = name
+        self.cin = cin; self.cout = cout; self.kernel = kernel; self.stride = stride; self.pad = pad
+        wOffset = store.addParam(name + ".weight", [cout, cin, kernel, kernel])
+    }
+
+    public var kdim: Int { cin * kernel * kernel }
+    public func outSize(_ h: Int) -> Int { (h + 2 * pad - kernel) / stride + 1 }
+    var weight: UnsafeMutablePointer<Float> { store.values.ptr + wOffset }
+    var weightGrad: UnsafeMutablePointer<Float> { store.grads.ptr + wOffset }
+    /// A 1x1 stride-1 unpadded convolution reads its input directly as the GEMM operand.
+    var isPointwise: Bool { kernel == 1 && stride == 1 && pad == 0 }
+
+    /// FLOPs (multiply-add = 2) of the forward pass for `n` images of size h x w.
+    public func flops(n: Int, h: Int, w: Int) -> Double {
+        let ho = outSize(h), wo = outSize(w)
+        return 2.0 * Double(cout * kdim) * Double(n * ho * wo)
+    }
+
+    func chunkImages(n: Int, ho: Int, wo: Int) -> Int {
+        max(1, min(n, Conv2d.colBudget / max(1, kdim * ho * wo)))
+    }
+
+    /// y[cout][n][ho][wo] = conv(x[cin][n][h][w]).
+    public func forward(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, _ y: UnsafeMutablePointer<Float>, ws: Workspace) {
+        let ho = outSize(h), wo = outSize(w)
+        let total = n * ho * wo
+        if isPointwise {
+            sgemm(transA: false, transB: false, m: cout, n: total, k: cin, a: weight, lda: cin, b: x, ldb: n * h * w, beta: 0, c: y, ldc: total)
+            return
+        }
+        let chunk = chunkImages(n: n, ho: ho, wo: wo)
+        let col = ws.get("conv.col", kdim * chunk * ho * wo)
+        var n0 = 0
+        while n0 < n {
+            let cn = min(chunk, n - n0)
+            im2col(x, n: n, h: h, w: w, n0: n0, cn: cn, ho: ho, wo: wo, col: col)
+            sgemm(transA: false, transB: false, m: cout, n: cn * ho * wo, k: kdim, a: weight, lda: kdim,
+                  b: col, ldb: cn * ho * wo, beta: 0, c: y + n0 * ho * wo, ldc: total)
+            n0 += cn
+        }
+    }
+
+    /// Accumulates dW and writes (or, with `accumulate`, adds) dX. `dx` may be nil (the stem).
+    public func backward(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, dy: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>?, accumulate: Bool = false, ws: Workspace) {
+        let ho = outSize(h), wo = outSize(w)
+        let total = n * ho * wo
+        if isPointwise {
+            sgemm(transA: false, transB: true, m: cout, n: cin, k: total, a: dy, lda: total, b: x, ldb: total, beta: 1, c: weightGrad, ldc: cin)
+            if let dx {
+                sgemm(transA: true, transB: false, m: cin, n: total, k: cout, a: weight, lda: cin, b: dy, ldb: total,
+                      beta: accumulate ? 1 : 0, c: dx, ldc: total)
+            }
+            return
+        }
+        if let dx, !accumulate { memset(dx, 0, cin * n * h * w * MemoryLayout<Float>.stride) }
+        let chunk = chunkImages(n: n, ho: ho, wo: wo)
+        let col = ws.get("conv.col", kdim * chunk * ho * wo)
+        var n0 = 0
+        while n0 < n {
+            let cn = min(chunk, n - n0)
+            let cols = cn * ho * wo
+            im2col(x, n: n, h: h, w: w, n0: n0, cn: cn, ho: ho, wo: wo, col: col)
+            sgemm(transA: false, transB: true, m: cout, n: kdim, k: cols, a: dy + n0 * ho * wo, lda: total,
+                  b: col, ldb: cols, beta: 1, c: weightGrad, ldc: kdim)
+            if let dx {
+                sgemm(transA: true, transB: false, m: kdim, n: cols, k: cout, a: weight, lda: kdim,
+                      b: dy + n0 * ho * wo, ldb: total, beta: 0, c: col, ldc: cols)
+                col2im(col, n: n, h: h, w: w, n0: n0, cn: cn, ho: ho, wo: wo, dx: dx)
+            }
+            n0 += cn
+        }
+    }
+
+    /// col[(ci,i,j)][(n-n0, oh, ow)] = x[ci][n][oh*s-p+i][ow*s-p+j] (zero outside the image).
+    func im2col(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, n0: Int, cn: Int, ho: Int, wo: Int, col: UnsafeMutablePointer<Float>) {
+        let k = kernel, s = stride, p = pad, cin = self.cin
+        let rowLen = cn * ho * wo
+        Threads.parallelFor(cin) { ci in
+            for i in 0..<k {
+                for j in 0..<k {
+                    let row = col + ((ci * k + i) * k + j) * rowLen
+                    for b in 0..<cn {
+                        let img = x + (ci * n + n0 + b) * h * w
+                        let out = row + b * ho * wo
+                        for oh in 0..<ho {
+                            let ih = oh * s - p + i
+                            let o = out + oh * wo
+                            if ih < 0 || ih >= h {
+                                for ow in 0..<wo { o[ow] = 0 }
+                                continue
+                            }
+                            let src = img + ih * w
+                            if s == 1 {
+                                // valid ow: 0 <= ow - p + j < w
+                                let lo = max(0, p - j), hi = min(wo, w + p - j)
+                                for ow in 0..<lo { o[ow] = 0 }
+                                if hi > lo { (o + lo).update(from: src + (lo - p + j), count: hi - lo) }
+                                for ow in max(lo, hi)..<wo { o[ow] = 0 }
+                            } else {
+                                for ow in 0..<wo {
+                                    let iw = ow * s - p + j
+                                    o[ow] = (iw >= 0 && iw < w) ? src[iw] : 0
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// dx[ci][n][ih][iw] += sum over (i,j,oh,ow) hitting it of col[(ci,i,j)][(n-n0,oh,ow)].
+    func col2im(_ col: UnsafePointer<Float>, n: Int, h: Int, w: Int, n0: Int, cn: Int, ho: Int, wo: Int, dx: UnsafeMutablePointer<Float>) {
+        let k = kernel, s = stride, p = pad, cin = self.cin
+        let rowLen = cn * ho * wo
+        Threads.parallelFor(cin) { ci in
+            for i in 0..<k {
+                for j in 0..<k {
+                    let row = col + ((ci * k + i) * k + j) * rowLen
+                    for b in 0..<cn {
+                        let img = dx + (ci * n + n0 + b) * h * w
+                        let src = row + b * ho * wo
+                        for oh in 0..<ho {
+                            let ih = oh * s - p + i
+                            if ih < 0 || ih >= h { continue }
+                            let d = img + ih * w
+                            let c = src + oh * wo
+                            if s == 1 {
+                                let lo = max(0, p - j), hi = min(wo, w + p - j)
+                                if hi > lo {
+                                    let dd = d + (lo - p + j)
+                                    for ow in 0..<(hi - lo) { dd[ow] += c[lo + ow] }
+                                }
+                            } else {
+                                for ow in 0..<wo {
+                                    let iw = ow * s - p + j
+                                    if iw >= 0 && iw < w { d[iw] += c[ow] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
