@@ -1,0 +1,214 @@
+import XCTest
+import MCLCore
+@testable import MCLNet
+
+/// Central finite differences against every layer's explicit backward.
+///
+/// Each check uses L = sum_i y_i r_i (r random, accumulated in double), so dL/dy = r; the analytic
+/// gradient comes from backward(dy = r). Errors are relative to the largest gradient element, and
+/// the float32 forward limits agreement to ~1e-3.
+final class GradientCheckTests: XCTestCase {
+    var rng = SplitMix64(seed: 42)
+
+    func randn(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in Float(rng.nextGaussian()) * scale } }
+
+    func dot(_ y: UnsafePointer<Float>, _ r: [Float]) -> Double {
+        var s = 0.0
+        for i in 0..<r.count { s += Double(y[i]) * Double(r[i]) }
+        return s
+    }
+
+    /// Compares analytic gradients with central differences at `probes` coordinates of `x`.
+    func fd(_ label: String, x: UnsafeMutablePointer<Float>, count: Int, analytic: [Float], eps: Float = 1e-2,
+            probes: Int = 40, tol: Double = 2e-2, loss: () -> Double) {
+        var scale = 0.0
+        for g in analytic { scale = max(scale, Double(abs(g))) }
+        XCTAssertGreaterThan(scale, 0, "\(label): zero gradient")
+        var worst = 0.0
+        var g = SplitMix64(seed: UInt64(count) &* 31 &+ UInt64(label.count))
+        let idx = count <= probes ? Array(0..<count) : (0..<probes).map { _ in g.nextInt(count) }
+        for i in idx {
+            let old = x[i]
+            x[i] = old + eps; let lp = loss()
+            x[i] = old - eps; let lm = loss()
+            x[i] = old
+            let num = (lp - lm) / (2 * Double(eps))
+            worst = max(worst, abs(num - Double(analytic[i])) / scale)
+        }
+        XCTAssertLessThan(worst, tol, "\(label): max FD error \(worst) relative to largest gradient \(scale)")
+    }
+
+    func checkConv(cin: Int, cout: Int, k: Int, s: Int, p: Int, n: Int = 2, h: Int = 7, w: Int = 6) {
+        let store = ParameterStore()
+        let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: k, stride: s, pad: p)
+        store.finalize()
+        store.values.copy(from: randn(store.paramCount, scale: 0.5))
+        let ws = Workspace()
+        let ho = conv.outSize(h), wo = conv.outSize(w)
+        let xs = FloatBuffer(count: cin * n * h * w); xs.copy(from: randn(xs.count))
+        let y = FloatBuffer(count: cout * n * ho * wo)
+        let r = randn(y.count)
+        let loss: () -> Double = { conv.forward(xs.ptr, n: n, h: h, w: w, y.ptr, ws: ws); return self.dot(y.ptr, r) }
+        _ = loss()
+        let dx = FloatBuffer(count: xs.count)
+        store.zeroGrads()
+        r.withUnsafeBufferPointer { conv.backward(xs.ptr, n: n, h: h, w: w, dy: $0.baseAddress!, dx: dx.ptr, ws: ws) }
+        let label = "conv k\(k) s\(s) p\(p)"
+        fd(label + " dW", x: store.values.ptr, count: store.paramCount, analytic: store.grads.array, loss: loss)
+        fd(label + " dX", x: xs.ptr, count: xs.count, analytic: dx.array, loss: loss)
+        // accumulate = true adds to what is there
+        let before = dx.array
+        r.withUnsafeBufferPointer { conv.backward(xs.ptr, n: n, h: h, w: w, dy: $0.baseAddress!, dx: dx.ptr, accumulate: true, ws: ws) }
+        for i in 0..<dx.count { XCTAssertEqual(dx.ptr[i], 2 * before[i], accuracy: 1e-4 * max(1, abs(before[i]))) }
+    }
+
+    func testConv3x3Stride1() { checkConv(cin: 3, cout: 4, k: 3, s: 1, p: 1) }
+    func testConv3x3Stride2() { checkConv(cin: 3, cout: 5, k: 3, s: 2, p: 1) }
+    func testConv1x1Stride2() { checkConv(cin: 4, cout: 3, k: 1, s: 2, p: 0) }
+    func testConv1x1Stride1() { checkConv(cin: 4, cout: 3, k: 1, s: 1, p: 0) }
+
+    func testConvChunkingMatchesUnchunked() {
+        let store = ParameterStore()
+        let conv = Conv2d(store, "c", cin: 3, cout: 4, kernel: 3, stride: 1, pad: 1)
+        store.finalize()
+        store.values.copy(from: randn(store.paramCount))
+        let n = 5, h = 6, w = 6
+        let x = FloatBuffer(count: 3 * n * h * w); x.copy(from: randn(x.count))
+        let y1 = FloatBuffer(count: 4 * n * h * w), y2 = FloatBuffer(count: 4 * n * h * w)
+        let saved = Conv2d.colBudget
+        conv.forward(x.ptr, n: n, h: h, w: w, y1.ptr, ws: Workspace())
+        Conv2d.colBudget = 27 * 36 * 2 // two images per chunk
+        conv.forward(x.ptr, n: n, h: h, w: w, y2.ptr, ws: Workspace())
+        Conv2d.colBudget = saved
+        for i in 0..<y1.count { XCTAssertEqual(y1.ptr[i], y2.ptr[i], accuracy: 1e-5) }
+    }
+
+    func checkBN(relu: Bool) {
+        let store = ParameterStore()
+        let bn = BatchNorm2d(store, "bn", channels: 3)
+        store.finalize()
+        bn.initialise()
+        store.values.copy(from: randn(store.paramCount, scale: 0.7).map { $0 + 1 })
+        let m = 20
+        let x = FloatBuffer(count: 3 * m); x.copy(from: randn(x.count, scale: 2).map { $0 + 0.5 })
+        let y = FloatBuffer(count: 3 * m)
+        let r = randn(y.count)
+        let loss: () -> Double = { bn.forwardTrain(x.ptr, m: m, y.ptr, relu: relu, reducer: nil, updateRunning: false); return self.dot(y.ptr, r) }
+        _ = loss()
+        store.zeroGrads()
+        let dy = FloatBuffer(count: y.count); dy.copy(from: r)
+        let dx = FloatBuffer(count: x.count)
+        bn.backward(x.ptr, m: m, dy: dy.ptr, reluOut: relu ? UnsafePointer(y.ptr) : nil, dx: dx.ptr, reducer: nil)
+        fd("bn relu=\(relu) dgamma,dbeta", x: store.values.ptr, count: store.paramCount, analytic: store.grads.array, eps: 1e-3, loss: loss)
+        fd("bn relu=\(relu) dx", x: x.ptr, count: x.count, analytic: dx.array, eps: 1e-3, probes: 60, loss: loss)
+    }
+
+    func testBatchNorm() { checkBN(relu: false) }
+    func testBatchNormReLU() { checkBN(relu: true) }
+
+    func testBatchNormRunningStatisticsAndEval() {
+        let store = ParameterStore()
+        let bn = BatchNorm2d(store, "bn", channels: 2)
+        store.finalize(); bn.initialise()
+        let m = 4
+        let xv: [Float] = [1, 2, 3, 4, -1, -1, 1, 1]
+        let x = FloatBuffer(count: 8); x.copy(from: xv)
+        let y = FloatBuffer(count: 8)
+        bn.forwardTrain(x.ptr, m: m, y.ptr, relu: false, reducer: nil)
+        let rm = store.state.ptr, rv = store.state.ptr + 2
+        // channel 0: mean 2.5, biased var 1.25, unbiased 5/3
+        XCTAssertEqual(rm[0], 0.25, accuracy: 1e-6)
+        XCTAssertEqual(rv[0], 0.9 + 0.1 * 5.0 / 3.0, accuracy: 1e-6)
+        XCTAssertEqual(rm[1], 0, accuracy: 1e-6)
+        XCTAssertEqual(rv[1], 0.9 + 0.1 * 4.0 / 3.0, accuracy: 1e-6)
+        XCTAssertEqual(y.ptr[0], (1 - 2.5) / (1.25 + 1e-5).squareRoot(), accuracy: 1e-5)
+        bn.forwardEval(x.ptr, m: m, y.ptr, relu: false)
+        XCTAssertEqual(y.ptr[3], (4 - rm[0]) / (rv[0] + 1e-5).squareRoot(), accuracy: 1e-5)
+        // A reducer that doubles the sums (two identical ranks) leaves statistics unchanged.
+        let y2 = FloatBuffer(count: 8)
+        bn.forwardTrain(x.ptr, m: m, y2.ptr, relu: false, reducer: { v in for i in v.indices { v[i] *= 2 } }, updateRunning: false)
+        bn.forwardTrain(x.ptr, m: m, y.ptr, relu: false, reducer: nil, updateRunning: false)
+        for i in 0..<8 { XCTAssertEqual(y.ptr[i], y2.ptr[i], accuracy: 1e-6) }
+    }
+
+    func testLinear() {
+        let store = ParameterStore()
+        let lin = Linear(store, "fc", inFeatures: 5, outFeatures: 4)
+        store.finalize()
+        store.values.copy(from: randn(store.paramCount))
+        let n = 3
+        let x = FloatBuffer(count: n * 5); x.copy(from: randn(x.count))
+        let y = FloatBuffer(count: n * 4)
+        let r = randn(y.count)
+        let loss: () -> Double = { lin.forward(x.ptr, n: n, y.ptr); return self.dot(y.ptr, r) }
+        _ = loss()
+        store.zeroGrads()
+        let dx = FloatBuffer(count: x.count)
+        r.withUnsafeBufferPointer { lin.backward(x.ptr, n: n, dy: $0.baseAddress!, dx: dx.ptr) }
+        fd("linear dW,db", x: store.values.ptr, count: store.paramCount, analytic: store.grads.array, eps: 1e-3, loss: loss)
+        fd("linear dx", x: x.ptr, count: x.count, analytic: dx.array, eps: 1e-3, loss: loss)
+    }
+
+    func testPoolAndResidualReLU() {
+        // avg pool backward is the adjoint of forward: <pool(x), r> = <x, poolT(r)>
+        let c = 3, n = 2, hw = 5
+        let x = randn(c * n * hw), r = randn(n * c)
+        var f = [Float](repeating: 0, count: n * c), dx = [Float](repeating: 0, count: x.count)
+        Elementwise.avgPool(x, c: c, n: n, hw: hw, &f)
+        Elementwise.avgPoolBackward(r, c: c, n: n, hw: hw, &dx)
+        var lhs = 0.0, rhs = 0.0
+        for i in 0..<f.count { lhs += Double(f[i] * r[i]) }
+        for i in 0..<x.count { rhs += Double(x[i] * dx[i]) }
+        XCTAssertEqual(lhs, rhs, accuracy: 1e-5)
+        // add+relu then mask: gradient flows exactly where the output is positive
+        var y = randn(10); let s = randn(10)
+        let pre = zip(y, s).map { $0 + $1 }
+        Elementwise.addRelu(&y, s, 10)
+        var d = [Float](repeating: 1, count: 10)
+        Elementwise.reluMask(&d, y, 10)
+        for i in 0..<10 { XCTAssertEqual(d[i], pre[i] > 0 ? 1 : 0); XCTAssertEqual(y[i], max(0, pre[i])) }
+    }
+
+    /// The whole network (every layer kind, residual paths, downsampling shortcuts, projector)
+    /// against finite differences, on a tiny ResNet-18 (width 4) at 32x32.
+    func testWholeNetwork() throws {
+        let model = try ResNetModel(ModelConfig(arch: "resnet18", width: 4, projectorHidden: 8, projectionDim: 5))
+        model.initialise(seed: 3)
+        let n = 6, h = 32, w = 32
+        let input = FloatBuffer(count: n * 3 * h * w); input.copy(from: randn(input.count))
+        let r = randn(n * 5)
+        let loss: () -> Double = {
+            let out = model.forward(input.ptr, n: n, h: h, w: w, train: true, updateRunning: false)
+            var s = self.dot(out.z, r)
+            for i in 0..<(n * 32) { s += 0.1 * Double(out.feature[i] * out.feature[i]) }
+            return s
+        }
+        let out = model.forward(input.ptr, n: n, h: h, w: w, train: true, updateRunning: false)
+        let dfeat = (0..<(n * 32)).map { 0.2 * out.feature[$0] }
+        model.store.zeroGrads()
+        r.withUnsafeBufferPointer { rz in dfeat.withUnsafeBufferPointer { model.backward(dZ: rz.baseAddress!, dFeature: $0.baseAddress!) } }
+        let grads = model.store.grads.array
+        // Per tensor, the directional derivative along the unit gradient direction d = g/|g| must
+        // equal |g|; this keeps the float32 forward's noise small against the signal.
+        for name in ["enc.conv1.weight", "enc.bn1.weight", "enc.layer1.0.conv2.weight", "enc.layer2.0.downsample.0.weight",
+                     "enc.layer2.0.downsample.1.bias", "enc.layer3.1.bn2.bias", "enc.layer4.0.conv1.weight",
+                     "projector.0.weight", "projector.2.bias"] {
+            let p = try XCTUnwrap(model.store.param(name))
+            let g = Array(grads[p.offset..<(p.offset + p.count)])
+            let norm = g.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            XCTAssertGreaterThan(norm, 0, name)
+            let base = model.store.values.ptr + p.offset
+            let saved = Array(UnsafeBufferPointer(start: base, count: p.count))
+            func shifted(_ eps: Double) -> Double {
+                for i in 0..<p.count { base[i] = saved[i] + Float(eps * Double(g[i]) / norm) }
+                defer { for i in 0..<p.count { base[i] = saved[i] } }
+                return loss()
+            }
+            // The loss is strongly curved (batch statistics over 6 images); at eps = 1e-3 the
+            // central difference is within ~2% of the derivative and above float32 noise.
+            let eps = 1e-3
+            let num = (shifted(eps) - shifted(-eps)) / (2 * eps)
+            XCTAssertEqual(num, norm, accuracy: 3e-2 * norm, "network \(name): directional FD \(num) vs |g| \(norm)")
+        }
+    }
+}
