@@ -1,9 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Hot loops are compiled with -Ounchecked in release builds: the kernels index raw
-// buffers whose bounds are checked once at the API boundary.
-let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+// Note: -Ounchecked miscompiled (Swift 6.3.1, release, cross-module) a String->Int parse next to a
+// nonisolated(unsafe) static; the kernels index raw pointers, so plain -O costs nothing there.
+let fast: [SwiftSetting] = []
 
 let package = Package(
     name: "mcl-dist",
@@ -24,11 +24,14 @@ let package = Package(
         .target(name: "MCLNet", dependencies: ["MCLCore", "COpenBLAS"], swiftSettings: fast),
         .target(name: "MCLObjective", dependencies: ["MCLCore"], swiftSettings: fast),
         .target(name: "MCLDistributed", dependencies: ["MCLCore", "CMPI"], swiftSettings: fast),
-        .target(name: "MCLEval", dependencies: ["MCLCore", "COpenBLAS"], swiftSettings: fast),
+        .target(name: "MCLEval", dependencies: ["MCLCore", "COpenBLAS", "CImageCodecs"], swiftSettings: fast),
         .systemLibrary(name: "CImageCodecs", providers: [.apt(["libjpeg-dev", "libpng-dev", "zlib1g-dev"])]),
         .target(name: "MCLData", dependencies: ["MCLCore", "CImageCodecs"], swiftSettings: fast),
+        .target(name: "MCLTrain", dependencies: ["MCLCore", "MCLNet", "MCLObjective", "MCLDistributed"], swiftSettings: fast),
+        .executableTarget(name: "mcl-mpi-check", dependencies: ["MCLCore", "MCLNet", "MCLObjective", "MCLDistributed", "MCLTrain"],
+                          path: "Tests/MPI", swiftSettings: fast),
         .executableTarget(name: "mcl-dist", dependencies: [
-            "MCLCore", "MCLNet", "MCLObjective", "MCLDistributed", "MCLEval", "MCLData",
+            "MCLCore", "MCLNet", "MCLObjective", "MCLDistributed", "MCLEval", "MCLData", "MCLTrain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: fast),
@@ -37,6 +40,7 @@ let package = Package(
         .testTarget(name: "MCLObjectiveTests", dependencies: ["MCLCore", "MCLObjective"]),
         .testTarget(name: "MCLEvalTests", dependencies: ["MCLCore", "MCLEval"]),
         .testTarget(name: "MCLDataTests", dependencies: ["MCLCore", "MCLData"]),
+        .testTarget(name: "MCLTrainTests", dependencies: ["MCLCore", "MCLNet", "MCLObjective", "MCLDistributed", "MCLTrain"]),
     ],
     swiftLanguageModes: [.v6]
 )
