@@ -22,7 +22,7 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
         .target(name: "MCLCore", dependencies: ["COpenBLAS"], swiftSettings: fast),
         .target(name: "MCLNet", dependencies: ["MCLCore", "COpenBLAS"], swiftSettings: fast),
-        .target(name: "MCLObjective", dependencies: ["MCLCore"], swiftSettings: fast),
+        .target(name: "MCLObjective", dependencies: ["MCLCore", "COpenBLAS"], swiftSettings: fast),
         .target(name: "MCLDistributed", dependencies: ["MCLCore", "CMPI"], swiftSettings: fast),
         .target(name: "MCLEval", dependencies: ["MCLCore", "COpenBLAS", "CImageCodecs"], swiftSettings: fast),
         .systemLibrary(name: "CImageCodecs", providers: [.apt(["libjpeg-dev", "libpng-dev", "zlib1g-dev"])]),
