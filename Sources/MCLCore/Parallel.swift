@@ -1,16 +1,27 @@
 import Dispatch
+import Foundation
 import COpenBLAS
 
-/// Thread settings shared by the kernels: OpenBLAS's pool for GEMM, Dispatch for elementwise work.
+/// The one thread pool of a rank: Dispatch workers run the elementwise kernels and GEMM panels;
+/// OpenBLAS itself is kept single-threaded so its workers never spin against ours.
 public enum Threads {
-    nonisolated(unsafe) private static var _count: Int = max(1, Int(openblas_get_num_threads()))
+    nonisolated(unsafe) private static var _count: Int = initialCount()
 
-    /// Threads per rank for elementwise kernels and OpenBLAS.
+    /// Threads per rank (from `MCL_THREADS`, else `OPENBLAS_NUM_THREADS`, else the CPU count).
     public static var count: Int { _count }
 
     public static func set(_ n: Int) {
         _count = max(1, n)
-        openblas_set_num_threads(Int32(_count))
+        openblas_set_num_threads(1)
+    }
+
+    static func initialCount() -> Int {
+        openblas_set_num_threads(1)
+        let env = ProcessInfo.processInfo.environment
+        for key in ["MCL_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"] {
+            if let s = env[key], let v = Int(s), v > 0 { return v }
+        }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }
 
     /// Runs `body(chunkStart, chunkEnd)` over 0..<n split into contiguous chunks, one per thread,

@@ -16,6 +16,11 @@ public final class Conv2d: @unchecked Sendable {
     let wOffset: Int
     /// im2col chunks are capped at this many floats (bounds scratch memory independent of batch).
     nonisolated(unsafe) public static var colBudget = 12 * 1024 * 1024
+    /// Batch-partition-invariant forward: one GEMM per image (and per row in Linear), so an
+    /// image's activations are bitwise the same whatever batch or rank shard it is computed in.
+    /// OpenBLAS's result for a column depends on where the column falls in the call's N
+    /// blocking, which otherwise perturbs activations by float rounding between np=1 and np=N.
+    nonisolated(unsafe) public static var deterministic = false
 
     public init(_ store: ParameterStore, _ name: String, cin: Int, cout: Int, kernel: Int, stride: Int, pad: Int) {
         self.store = store; self.name = name
@@ -44,11 +49,11 @@ public final class Conv2d: @unchecked Sendable {
     public func forward(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, _ y: UnsafeMutablePointer<Float>, ws: Workspace) {
         let ho = outSize(h), wo = outSize(w)
         let total = n * ho * wo
-        if isPointwise {
+        if isPointwise && !Conv2d.deterministic {
             sgemm(transA: false, transB: false, m: cout, n: total, k: cin, a: weight, lda: cin, b: x, ldb: n * h * w, beta: 0, c: y, ldc: total)
             return
         }
-        let chunk = chunkImages(n: n, ho: ho, wo: wo)
+        let chunk = Conv2d.deterministic ? 1 : chunkImages(n: n, ho: ho, wo: wo)
         let col = ws.get("conv.col", kdim * chunk * ho * wo)
         var n0 = 0
         while n0 < n {
@@ -65,7 +70,7 @@ public final class Conv2d: @unchecked Sendable {
                          dx: UnsafeMutablePointer<Float>?, accumulate: Bool = false, ws: Workspace) {
         let ho = outSize(h), wo = outSize(w)
         let total = n * ho * wo
-        if isPointwise {
+        if isPointwise && !Conv2d.deterministic {
             sgemm(transA: false, transB: true, m: cout, n: cin, k: total, a: dy, lda: total, b: x, ldb: total, beta: 1, c: weightGrad, ldc: cin)
             if let dx {
                 sgemm(transA: true, transB: false, m: cin, n: total, k: cout, a: weight, lda: cin, b: dy, ldb: total,
@@ -74,15 +79,24 @@ public final class Conv2d: @unchecked Sendable {
             return
         }
         if let dx, !accumulate { memset(dx, 0, cin * n * h * w * MemoryLayout<Float>.stride) }
-        let chunk = chunkImages(n: n, ho: ho, wo: wo)
+        let det = Conv2d.deterministic
+        let chunk = det ? 1 : chunkImages(n: n, ho: ho, wo: wo)
         let col = ws.get("conv.col", kdim * chunk * ho * wo)
+        // Deterministic mode: dW per image (the same GEMM whatever the shard), summed in double.
+        let wcount = cout * kdim
+        let dwImage = det ? ws.get("conv.dw", wcount) : weightGrad
+        var dwSum = [Double](repeating: 0, count: det ? wcount : 0)
+        defer {
+            if det { for i in 0..<wcount { weightGrad[i] += Float(dwSum[i]) } }
+        }
         var n0 = 0
         while n0 < n {
             let cn = min(chunk, n - n0)
             let cols = cn * ho * wo
             im2col(x, n: n, h: h, w: w, n0: n0, cn: cn, ho: ho, wo: wo, col: col)
             sgemm(transA: false, transB: true, m: cout, n: kdim, k: cols, a: dy + n0 * ho * wo, lda: total,
-                  b: col, ldb: cols, beta: 1, c: weightGrad, ldc: kdim)
+                  b: col, ldb: cols, beta: det ? 0 : 1, c: dwImage, ldc: kdim)
+            if det { for i in 0..<wcount { dwSum[i] += Double(dwImage[i]) } }
             if let dx {
                 sgemm(transA: true, transB: false, m: kdim, n: cols, k: cout, a: weight, lda: kdim,
                       b: dy + n0 * ho * wo, ldb: total, beta: 0, c: col, ldc: cols)

@@ -20,6 +20,13 @@ public final class Linear: @unchecked Sendable {
         let b = store.values.ptr + bOffset
         let o = outFeatures
         for r in 0..<n { (y + r * o).update(from: b, count: o) }
+        if Conv2d.deterministic {
+            for r in 0..<n {
+                sgemmCall(false, true, 1, o, inFeatures, 1, x + r * inFeatures, inFeatures,
+                          store.values.ptr + wOffset, inFeatures, 1, y + r * o, o)
+            }
+            return
+        }
         sgemm(transA: false, transB: true, m: n, n: o, k: inFeatures, a: x, lda: inFeatures,
               b: store.values.ptr + wOffset, ldb: inFeatures, beta: 1, c: y, ldc: o)
     }

@@ -5,14 +5,22 @@ import MCLCore
 /// Golden tests against PyTorch: every `model-*` file and `optim-sgd-nesterov-cosine`.
 final class GoldenModelTests: XCTestCase {
     func testGoldenModels() throws {
+        for det in [false, true] {
+            Conv2d.deterministic = det
+            defer { Conv2d.deterministic = false }
+            try goldenModels(label: det ? " (deterministic)" : "")
+        }
+    }
+
+    func goldenModels(label: String) throws {
         let cases = Golden.cases(prefix: "model-")
         XCTAssertFalse(cases.isEmpty, "no model-* golden files in \(Golden.directory)")
         var failures: [String] = []
         for name in cases {
             do {
                 let err = try checkModel(name)
-                if err.worst <= 1e-3 { Golden.report(name, maxRelErr: err.worst) }
-                else { Golden.reportFailure(name, err.what); failures.append(name) }
+                if err.worst <= 1e-3 { Golden.report(name + label, maxRelErr: err.worst) }
+                else { Golden.reportFailure(name + label, err.what); failures.append(name) }
             } catch {
                 Golden.reportFailure(name, "\(error)"); failures.append(name)
             }

@@ -1,0 +1,69 @@
+import Foundation
+import MCLCore
+import COpenBLAS
+
+/// Throughput of the training step's network part (forward, backward, SGD) on random 32x32 data.
+public struct TrainBenchResult: Codable, Sendable {
+    public var model: String
+    public var width: Int
+    public var batch: Int
+    public var threads: Int
+    public var steps: Int
+    public var seconds_per_step: Double
+    public var images_per_s: Double
+    /// Achieved GFLOPS, counting forward + backward as 3x the forward FLOPs (incl. the head).
+    public var gflops: Double
+    public var gflop_per_image: Double
+    public var forward_ms: Double
+    public var backward_ms: Double
+    public var sgd_ms: Double
+    public var peak_rss_mb: Double
+    public var openblas_core: String
+}
+
+public enum TrainBenchmark {
+    /// Runs `warmup` untimed steps, then `steps` timed ones, and reports the median step.
+    public static func run(config: ModelConfig, batch: Int, steps: Int, warmup: Int = 2,
+                           inference: Bool = false) throws -> TrainBenchResult {
+        let model = try ResNetModel(config)
+        model.initialise(seed: 1)
+        var rng = SplitMix64(seed: 7)
+        let input = FloatBuffer(count: batch * 3 * 32 * 32)
+        for i in 0..<input.count { input.ptr[i] = rng.nextFloat() }
+        let dz = FloatBuffer(count: batch * config.projectionDim)
+        let opt = SGD(count: model.store.paramCount)
+        var fwd: [Double] = [], bwd: [Double] = [], sgd: [Double] = [], total: [Double] = []
+        for it in 0..<(warmup + steps) {
+            let t0 = ProcessStats.now()
+            if inference {
+                model.forward(input.ptr, n: batch, train: false)
+                let t1 = ProcessStats.now()
+                if it >= warmup { fwd.append(t1 - t0); bwd.append(0); sgd.append(0); total.append(t1 - t0) }
+                continue
+            }
+            model.store.zeroGrads()
+            let out = model.forward(input.ptr, n: batch, train: true)
+            let t1 = ProcessStats.now()
+            for i in 0..<dz.count { dz.ptr[i] = out.z[i] / Float(batch) }
+            model.backward(dZ: dz.ptr)
+            let t2 = ProcessStats.now()
+            opt.step(params: model.store.values.ptr, grads: model.store.grads.ptr, count: model.store.paramCount, lr: 0.01)
+            let t3 = ProcessStats.now()
+            if it >= warmup { fwd.append(t1 - t0); bwd.append(t2 - t1); sgd.append(t3 - t2); total.append(t3 - t0) }
+        }
+        func median(_ a: [Double]) -> Double { let s = a.sorted(); return s[s.count / 2] }
+        let step = median(total)
+        let flopsPerImage = model.forwardFlops(n: 1) * (inference ? 1 : 3)
+        return TrainBenchResult(model: config.arch, width: config.width, batch: batch, threads: Threads.count,
+                                steps: steps, seconds_per_step: step, images_per_s: Double(batch) / step,
+                                gflops: flopsPerImage * Double(batch) / step / 1e9, gflop_per_image: flopsPerImage / 1e9,
+                                forward_ms: median(fwd) * 1e3, backward_ms: median(bwd) * 1e3, sgd_ms: median(sgd) * 1e3,
+                                peak_rss_mb: ProcessStats.peakRSSMB, openblas_core: BLASInfo.coreName)
+    }
+}
+
+/// What OpenBLAS reports about itself.
+public enum BLASInfo {
+    public static var coreName: String { String(cString: openblas_get_corename()) }
+    public static var config: String { String(cString: openblas_get_config()) }
+}
