@@ -27,7 +27,8 @@ let package = Package(
         .target(name: "MCLEval", dependencies: ["MCLCore", "COpenBLAS", "CImageCodecs"], swiftSettings: fast),
         .systemLibrary(name: "CImageCodecs", providers: [.apt(["libjpeg-dev", "libpng-dev", "zlib1g-dev"])]),
         .target(name: "MCLData", dependencies: ["MCLCore", "CImageCodecs"], swiftSettings: fast),
-        .target(name: "MCLTrain", dependencies: ["MCLCore", "MCLNet", "MCLObjective", "MCLDistributed"], swiftSettings: fast),
+        .target(name: "MCLTrain", dependencies: ["MCLCore", "MCLNet", "MCLObjective", "MCLDistributed", "MCLData", "MCLEval",
+                                              .product(name: "Yams", package: "Yams")], swiftSettings: fast),
         .executableTarget(name: "mcl-mpi-check", dependencies: ["MCLCore", "MCLNet", "MCLObjective", "MCLDistributed", "MCLTrain"],
                           path: "Tests/MPI", swiftSettings: fast),
         .executableTarget(name: "mcl-dist", dependencies: [
@@ -40,7 +41,7 @@ let package = Package(
         .testTarget(name: "MCLObjectiveTests", dependencies: ["MCLCore", "MCLObjective"]),
         .testTarget(name: "MCLEvalTests", dependencies: ["MCLCore", "MCLEval"]),
         .testTarget(name: "MCLDataTests", dependencies: ["MCLCore", "MCLData"]),
-        .testTarget(name: "MCLTrainTests", dependencies: ["MCLCore", "MCLNet", "MCLObjective", "MCLDistributed", "MCLTrain"]),
+        .testTarget(name: "MCLTrainTests", dependencies: ["MCLCore", "MCLNet", "MCLObjective", "MCLDistributed", "MCLData", "MCLEval", "MCLTrain"]),
     ],
     swiftLanguageModes: [.v6]
 )

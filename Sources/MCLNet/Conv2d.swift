@@ -78,6 +78,10 @@ public final class Conv2d: @unchecked Sendable {
             }
             return
         }
+        if stride == 1 && 2 * pad == kernel - 1 && !Conv2d.deterministic {
+            backwardSame(x, n: n, h: h, w: w, dy: dy, dx: dx, accumulate: accumulate, ws: ws)
+            return
+        }
         if let dx, !accumulate { memset(dx, 0, cin * n * h * w * MemoryLayout<Float>.stride) }
         let det = Conv2d.deterministic
         let chunk = det ? 1 : chunkImages(n: n, ho: ho, wo: wo)
@@ -105,6 +109,64 @@ public final class Conv2d: @unchecked Sendable {
             n0 += cn
         }
     }
+
+    /// Backward of a stride-1 "same" convolution. dX is itself a convolution of dY with the
+    /// transposed, spatially flipped kernel `W'[ci][co][i][j] = W[co][ci][k-1-i][k-1-j]` and the same
+    /// padding, so it is computed as `dX = W' · col(dY)`: a GEMM with K = Cout*k*k (instead of
+    /// K = Cout for `W^T · dY`) and an im2col gather instead of the col2im scatter-add.
+    func backwardSame(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, dy: UnsafePointer<Float>,
+                      dx: UnsafeMutablePointer<Float>?, accumulate: Bool, ws: Workspace) {
+        let k = kernel, kk = k * k
+        let total = n * h * w
+        let kdimT = cout * kk
+        let chunk = max(1, min(n, Conv2d.colBudget / max(1, max(kdim, kdimT) * h * w)))
+        let col = ws.get("conv.col", max(kdim, kdimT) * chunk * h * w)
+        var wt: UnsafeMutablePointer<Float>? = nil
+        if dx != nil {
+            let t = ws.get("conv.wt", cin * kdimT)
+            let wsrc = weight
+            for co in 0..<cout {
+                for ci in 0..<cin {
+                    for i in 0..<k {
+                        for j in 0..<k {
+                            t[ci * kdimT + (co * k + i) * k + j] = wsrc[((co * cin + ci) * k + (k - 1 - i)) * k + (k - 1 - j)]
+                        }
+                    }
+                }
+            }
+            wt = t
+        }
+        // The transposed convolution reads dY as its input: same geometry, cout channels.
+        let transposed = Conv2d.geometry(cin: cout, kernel: k, stride: 1, pad: pad)
+        var n0 = 0
+        while n0 < n {
+            let cn = min(chunk, n - n0)
+            let cols = cn * h * w
+            im2col(x, n: n, h: h, w: w, n0: n0, cn: cn, ho: h, wo: w, col: col)
+            sgemm(transA: false, transB: true, m: cout, n: kdim, k: cols, a: dy + n0 * h * w, lda: total,
+                  b: col, ldb: cols, beta: 1, c: weightGrad, ldc: kdim)
+            if let dx, let wt {
+                transposed.im2col(dy, n: n, h: h, w: w, n0: n0, cn: cn, ho: h, wo: w, col: col)
+                sgemm(transA: false, transB: false, m: cin, n: cols, k: kdimT, a: wt, lda: kdimT,
+                      b: col, ldb: cols, beta: accumulate ? 1 : 0, c: dx + n0 * h * w, ldc: total)
+            }
+            n0 += cn
+        }
+    }
+
+    /// A weightless convolution used only for its im2col geometry.
+    static func geometry(cin: Int, kernel: Int, stride: Int, pad: Int) -> Conv2d {
+        let key = "\(cin)/\(kernel)/\(stride)/\(pad)"
+        geometryLock.lock(); defer { geometryLock.unlock() }
+        if let g = geometries[key] { return g }
+        let store = ParameterStore()
+        let g = Conv2d(store, "geometry", cin: cin, cout: 1, kernel: kernel, stride: stride, pad: pad)
+        store.finalize()
+        geometries[key] = g
+        return g
+    }
+    nonisolated(unsafe) static var geometries: [String: Conv2d] = [:]
+    static let geometryLock = NSLock()
 
     /// col[(ci,i,j)][(n-n0, oh, ow)] = x[ci][n][oh*s-p+i][ow*s-p+j] (zero outside the image).
     func im2col(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, n0: Int, cn: Int, ho: Int, wo: Int, col: UnsafeMutablePointer<Float>) {

@@ -1,0 +1,228 @@
+import Foundation
+import Yams
+import MCLCore
+import MCLNet
+import MCLObjective
+import MCLData
+import MCLEval
+
+/// A configuration error: the message names the key (e.g. `train.batch_size`) or the file.
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+
+/// The resolved run configuration (YAML, see docs/user-guide.md for every key).
+public struct RunConfig: Sendable {
+    public var model = ModelConfig(arch: "resnet18", width: 64, projectorHidden: 2048, projectionDim: 128)
+    public var syncBN = false
+    public var dataTrain = ""
+    public var dataTest = ""
+    public var dataOOD: [(name: String, path: String)] = []
+    public var rotations = 4
+    public var flip: FlipVariant = .official
+    public var loss = LossConfig()
+    public var batchSize = 1024
+    public var epochs = 1
+    public var maxSteps = 0
+    public var lr: Double? = nil
+    public var seed: UInt64 = 0
+    public var microBatch = 0
+    public var checkpointEvery = 1
+    public var keepCheckpoints = 3
+    public var deterministic = false
+    public var momentum = 0.9
+    public var weightDecay = 1e-6
+    public var seiWays = [1, 4, 8]
+    public var aggregations: [Aggregation] = Aggregation.allCases
+    public var feature: EvalFeature = .projection
+    public var evalAfterTrain = true
+    public var ridge = 1e-6
+    public var evalTrainLimit = 0
+    public var evalTestLimit = 0
+
+    public init() {}
+
+    /// lr = 0.3 * batch / 256 unless set (SPEC 6; the batch counts (image, rotation) pairs).
+    public var baseLR: Double { lr ?? 0.3 * Double(batchSize) / 256 }
+
+    static let schema: [String: [String]] = [
+        "model": ["arch", "width", "projector_hidden", "projection_dim", "sync_bn"],
+        "data": ["train", "test", "ood", "rotations", "flip"],
+        "loss": ["kind", "spa", "tau", "alpha", "beta", "spa_weight", "similarity_floor"],
+        "train": ["batch_size", "epochs", "max_steps", "lr", "seed", "micro_batch", "checkpoint_every",
+                  "keep_checkpoints", "deterministic", "momentum", "weight_decay"],
+        "eval": ["sei_ways", "aggregations", "feature", "after_train", "ridge", "train_limit", "test_limit"],
+    ]
+
+    /// Every key as `section.key`.
+    public static var allKeys: [String] { schema.keys.sorted().flatMap { s in schema[s]!.map { "\(s).\($0)" } } }
+
+    /// Reads a YAML file, applies `--set key=value` overrides, validates every key and value.
+    /// Relative data paths are relative to the working directory (where the job is started).
+    public static func load(path: String, overrides: [String] = []) throws -> (RunConfig, String) {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigError("\(path): cannot read the config file")
+        }
+        return try parse(yaml: text, source: path, overrides: overrides, baseDir: nil)
+    }
+
+    public static func parse(yaml: String, source: String = "<config>", overrides: [String] = [], baseDir: String? = nil) throws -> (RunConfig, String) {
+        let loaded: Any?
+        do { loaded = try Yams.load(yaml: yaml) } catch { throw ConfigError("\(source): invalid YAML: \(error)") }
+        var root = (loaded as? [String: Any]) ?? [:]
+        if loaded != nil && !(loaded is [String: Any]) { throw ConfigError("\(source): the top level must be a mapping of sections") }
+        for o in overrides {
+            guard let eq = o.firstIndex(of: "=") else { throw ConfigError("--set '\(o)': expected key=value, e.g. train.epochs=5") }
+            let key = String(o[..<eq]), raw = String(o[o.index(after: eq)...])
+            let parts = key.split(separator: ".").map(String.init)
+            guard parts.count == 2, let keys = schema[parts[0]], keys.contains(parts[1]) else {
+                throw ConfigError("--set \(key): unknown key (known: \(allKeys.joined(separator: ", ")))")
+            }
+            let value = (try? Yams.load(yaml: raw)) ?? raw
+            var section = (root[parts[0]] as? [String: Any]) ?? [:]
+            section[parts[1]] = value ?? raw
+            root[parts[0]] = section
+        }
+        var c = RunConfig()
+        for (sectionName, sectionValue) in root {
+            guard let keys = schema[sectionName] else {
+                throw ConfigError("\(source): unknown section '\(sectionName)' (known: \(schema.keys.sorted().joined(separator: ", ")))")
+            }
+            guard let section = sectionValue as? [String: Any] else {
+                throw ConfigError("\(source): '\(sectionName)' must be a mapping")
+            }
+            for (k, v) in section {
+                let key = "\(sectionName).\(k)"
+                guard keys.contains(k) else { throw ConfigError("\(source): unknown key '\(key)' (known in \(sectionName): \(keys.joined(separator: ", ")))") }
+                try c.set(key, v, baseDir: baseDir)
+            }
+        }
+        try c.validate()
+        return (c, c.yaml())
+    }
+
+    static func int(_ key: String, _ v: Any, min lo: Int = 0) throws -> Int {
+        if let i = v as? Int, i >= lo { return i }
+        throw ConfigError("\(key): expected an integer >= \(lo), got '\(v)'")
+    }
+
+    static func double(_ key: String, _ v: Any, positive: Bool = false) throws -> Double {
+        let d: Double? = (v as? Double) ?? (v as? Int).map(Double.init)
+        guard let d, d.isFinite, !positive || d > 0 else {
+            throw ConfigError("\(key): expected a \(positive ? "positive " : "")number, got '\(v)'")
+        }
+        return d
+    }
+
+    static func bool(_ key: String, _ v: Any) throws -> Bool {
+        if let b = v as? Bool { return b }
+        throw ConfigError("\(key): expected true or false, got '\(v)'")
+    }
+
+    static func string(_ key: String, _ v: Any) throws -> String {
+        if let s = v as? String { return s }
+        throw ConfigError("\(key): expected a string, got '\(v)'")
+    }
+
+    static func choice<T: RawRepresentable>(_ key: String, _ v: Any, _ all: [T]) throws -> T where T.RawValue == String {
+        let s = try string(key, v)
+        if let t = T(rawValue: s) { return t }
+        throw ConfigError("\(key): '\(s)' is not one of \(all.map { $0.rawValue }.joined(separator: ", "))")
+    }
+
+    static func path(_ s: String, _ baseDir: String?) -> String {
+        if s.isEmpty || s.hasPrefix("/") || baseDir == nil { return s }
+        return baseDir! + "/" + s
+    }
+
+    mutating func set(_ key: String, _ v: Any, baseDir: String?) throws {
+        switch key {
+        case "model.arch":
+            let s = try RunConfig.string(key, v)
+            guard ModelConfig.architectures[s] != nil else { throw ConfigError("model.arch: '\(s)' is not one of resnet18, resnet34") }
+            model.arch = s
+        case "model.width": model.width = try RunConfig.int(key, v, min: 1)
+        case "model.projector_hidden": model.projectorHidden = try RunConfig.int(key, v, min: 1)
+        case "model.projection_dim": model.projectionDim = try RunConfig.int(key, v, min: 1)
+        case "model.sync_bn": syncBN = try RunConfig.bool(key, v)
+        case "data.train": dataTrain = RunConfig.path(try RunConfig.string(key, v), baseDir)
+        case "data.test": dataTest = RunConfig.path(try RunConfig.string(key, v), baseDir)
+        case "data.ood":
+            if v is NSNull { dataOOD = []; return }
+            guard let m = v as? [String: Any] else { throw ConfigError("data.ood: expected a mapping name: path") }
+            dataOOD = try m.keys.sorted().map { ($0, RunConfig.path(try RunConfig.string("data.ood.\($0)", m[$0]!), baseDir)) }
+        case "data.rotations":
+            let r = try RunConfig.int(key, v, min: 1)
+            guard r == 1 || r == 4 else { throw ConfigError("data.rotations: expected 1 (no auxiliary task) or 4, got \(r)") }
+            rotations = r
+        case "data.flip": flip = try RunConfig.choice(key, v, FlipVariant.allCases)
+        case "loss.kind": loss.kind = try RunConfig.choice(key, v, LossKind.allCases)
+        case "loss.spa": loss.spa = try RunConfig.choice(key, v, SPAMode.allCases)
+        case "loss.tau": loss.tau = try RunConfig.double(key, v, positive: true)
+        case "loss.alpha": loss.alpha = try RunConfig.double(key, v)
+        case "loss.beta": loss.beta = try RunConfig.double(key, v)
+        case "loss.spa_weight": loss.spaWeight = try RunConfig.double(key, v)
+        case "loss.similarity_floor":
+            if let s = v as? String, s == "none" { loss.floor = nil } else if v is NSNull { loss.floor = nil } else { loss.floor = try RunConfig.double(key, v) }
+        case "train.batch_size": batchSize = try RunConfig.int(key, v, min: 1)
+        case "train.epochs": epochs = try RunConfig.int(key, v, min: 1)
+        case "train.max_steps": maxSteps = try RunConfig.int(key, v, min: 0)
+        case "train.lr":
+            if v is NSNull { lr = nil } else if let s = v as? String, s == "auto" { lr = nil } else { lr = try RunConfig.double(key, v, positive: true) }
+        case "train.seed": seed = UInt64(try RunConfig.int(key, v, min: 0))
+        case "train.micro_batch": microBatch = try RunConfig.int(key, v, min: 0)
+        case "train.checkpoint_every": checkpointEvery = try RunConfig.int(key, v, min: 0)
+        case "train.keep_checkpoints": keepCheckpoints = try RunConfig.int(key, v, min: 1)
+        case "train.deterministic": deterministic = try RunConfig.bool(key, v)
+        case "train.momentum": momentum = try RunConfig.double(key, v)
+        case "train.weight_decay": weightDecay = try RunConfig.double(key, v)
+        case "eval.sei_ways":
+            let list: [Any] = (v as? [Any]) ?? [v]
+            let ways = try list.map { try RunConfig.int(key, $0, min: 1) }
+            guard !ways.isEmpty, ways.allSatisfy({ [1, 4, 8].contains($0) }) else { throw ConfigError("eval.sei_ways: expected a list drawn from 1, 4, 8, got '\(v)'") }
+            seiWays = Array(Set(ways)).sorted()
+        case "eval.aggregations":
+            let list: [Any] = (v as? [Any]) ?? [v]
+            aggregations = try list.map { try RunConfig.choice(key, $0, Aggregation.allCases) }
+            guard !aggregations.isEmpty else { throw ConfigError("eval.aggregations: empty list") }
+        case "eval.feature": feature = try RunConfig.choice(key, v, EvalFeature.allCases)
+        case "eval.after_train": evalAfterTrain = try RunConfig.bool(key, v)
+        case "eval.ridge": ridge = try RunConfig.double(key, v)
+        case "eval.train_limit": evalTrainLimit = try RunConfig.int(key, v)
+        case "eval.test_limit": evalTestLimit = try RunConfig.int(key, v)
+        default: throw ConfigError("unknown key '\(key)'")
+        }
+    }
+
+    public mutating func validate() throws {
+        loss.useAux = rotations > 1
+        if batchSize % rotations != 0 {
+            throw ConfigError("train.batch_size: \(batchSize) is not divisible by data.rotations = \(rotations) (the batch counts (image, rotation) pairs)")
+        }
+        if dataTrain.isEmpty { throw ConfigError("data.train: missing (a packed file from `mcl-dist data prepare`)") }
+    }
+
+    /// The resolved configuration as YAML (written to DIR/config.yaml; hashed into checkpoints).
+    public func yaml() -> String {
+        func f(_ d: Double) -> String { String(d) }
+        var s = "model:\n  arch: \(model.arch)\n  width: \(model.width)\n  projector_hidden: \(model.projectorHidden)\n  projection_dim: \(model.projectionDim)\n  sync_bn: \(syncBN)\n"
+        s += "data:\n  train: \(dataTrain)\n  test: \(dataTest)\n"
+        if dataOOD.isEmpty { s += "  ood: {}\n" } else { s += "  ood:\n" + dataOOD.map { "    \($0.name): \($0.path)\n" }.joined() }
+        s += "  rotations: \(rotations)\n  flip: \(flip.rawValue)\n"
+        s += "loss:\n  kind: \(loss.kind.rawValue)\n  spa: \(loss.spa.rawValue)\n  tau: \(f(loss.tau))\n  alpha: \(f(loss.alpha))\n  beta: \(f(loss.beta))\n  spa_weight: \(f(loss.spaWeight))\n  similarity_floor: \(loss.floor.map(f) ?? "none")\n"
+        s += "train:\n  batch_size: \(batchSize)\n  epochs: \(epochs)\n  max_steps: \(maxSteps)\n  lr: \(f(baseLR))\n  seed: \(seed)\n  micro_batch: \(microBatch)\n  checkpoint_every: \(checkpointEvery)\n  keep_checkpoints: \(keepCheckpoints)\n  deterministic: \(deterministic)\n  momentum: \(f(momentum))\n  weight_decay: \(f(weightDecay))\n"
+        s += "eval:\n  sei_ways: [\(seiWays.map(String.init).joined(separator: ", "))]\n  aggregations: [\(aggregations.map { $0.rawValue }.joined(separator: ", "))]\n  feature: \(feature.rawValue)\n  after_train: \(evalAfterTrain)\n  ridge: \(f(ridge))\n  train_limit: \(evalTrainLimit)\n  test_limit: \(evalTestLimit)\n"
+        return s
+    }
+
+    /// The parts of the config that must match for a checkpoint to be resumed (FNV-1a 64 hash).
+    public var trainingHash: String {
+        var relevant = yaml()
+        if let r = relevant.range(of: "eval:\n") { relevant = String(relevant[..<r.lowerBound]) }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in relevant.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return String(format: "%016llx", h)
+    }
+}

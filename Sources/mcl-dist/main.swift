@@ -1,1 +1,0 @@
-print("mcl-dist")

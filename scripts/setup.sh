@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs every Debian package mcl-dist needs (idempotent) and builds the release binary.
+# Usage: bash scripts/setup.sh        (as root, or with sudo available)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS="libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev libjpeg-dev libpng-dev zlib1g-dev dataset-fashion-mnist pkg-config"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+if [ -n "$missing" ]; then
+  echo "setup: installing$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+else
+  echo "setup: Debian packages already installed"
+fi
+command -v swift >/dev/null || export PATH=/opt/swift/usr/bin:$PATH
+command -v swift >/dev/null || { echo "setup: swift not found (expected Swift 6 at /opt/swift)"; exit 1; }
+echo "setup: building release binary"
+swift build -c release --product mcl-dist 2>&1 | grep -E "error|warning: unre|Compiling|Build complete" | grep -v Compiling || true
+test -x .build/release/mcl-dist || { echo "setup: build failed"; exit 1; }
+echo "setup: ok: $(pwd)/.build/release/mcl-dist"
