@@ -114,7 +114,10 @@ public final class TrainJob {
         let views = 2 * config.batchSize / comm.size
         log("mcl-dist train: \(config.model.arch) width \(config.model.width), \(train.count) images x \(config.rotations) rotations, batch \(config.batchSize) (\(2 * config.batchSize) views), \(comm.size) rank(s) x \(Threads.count) thread(s), \(spe) steps/epoch, \(total) steps, lr \(config.baseLR)")
         var lastCheckpoint: String? = nil
-        let tty = isatty(1) != 0
+        // A live progress line on a terminal; plain lines in logs. mpirun hands ranks a pty even
+        // when its own output goes to a file, so under a launcher MCL_PROGRESS=live opts in.
+        let progressEnv = ProcessInfo.processInfo.environment["MCL_PROGRESS"]
+        let tty = progressEnv == "live" || (progressEnv != "plain" && isatty(1) != 0 && !MPIRuntime.launchedByMPI)
         var ema: Double = 0
         let t0 = ProcessStats.now()
         var step = start
