@@ -69,4 +69,41 @@ out=$($BIN train --config "$W/tiny.yaml" --out "$W/bad" --set train.batch_size=3
 [ $rc -ne 0 ] && echo "$out" | grep -q "train.batch_size" && ok bad-config "exit $rc: $(echo "$out" | tail -1)" || fail bad-config "exit $rc: $out"
 out=$($BIN train --config "$W/tiny.yaml" --out "$W/bad" --set train.bogus=1 2>&1); rc=$?
 [ $rc -ne 0 ] && echo "$out" | grep -q "train.bogus" && ok unknown-key "exit $rc: $(echo "$out" | tail -1)" || fail unknown-key "exit $rc: $out"
+# 4. a non-finite loss stops the run, naming the step and the last good checkpoint
+out=$($MPI $BIN train --config "$W/tiny.yaml" --out "$W/nan" --set train.lr=1e30 2>&1); rc=$?
+if [ $rc -ne 0 ] && echo "$out" | grep -q "non-finite loss .* at step [0-9]*.*Last good checkpoint"; then
+  ok nan-loss "exit $rc: $(echo "$out" | grep 'non-finite' | head -1)"
+else fail nan-loss "exit $rc: $(echo "$out" | tail -3)"; fi
+
+# 5. evaluate with a checkpoint of another model: a clear error naming the tensor and the file
+ck=$(ls "$W/full/checkpoints/"*.safetensors | tail -1)
+out=$($BIN evaluate --config "$W/tiny.yaml" --checkpoint "$ck" --test "$W/tiny.mcld" --out "$W/ev" --set model.width=16 2>&1); rc=$?
+if [ $rc -ne 0 ] && echo "$out" | grep -q "enc.conv1.weight" && echo "$out" | grep -q "$ck"; then
+  ok checkpoint-mismatch "exit $rc: $(echo "$out" | tail -1 | cut -c1-200)"
+else fail checkpoint-mismatch "exit $rc: $(echo "$out" | tail -2)"; fi
+
+# 6. `mcl-dist metrics` agrees with the golden metrics on the golden scores
+GD=${MCL_GOLDEN_DIR:-../shared/golden}
+for f in "$GD"/metrics-*.safetensors; do
+  case=$(basename "$f" .safetensors)
+  python3 - "$f" "$W/$case" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); base = 8 + n
+def arr(name):
+    e = h[name]; s, t = e["data_offsets"]; fmt = {"F32": "f", "F64": "d"}[e["dtype"]]
+    return struct.unpack("<%d%s" % ((t - s) // struct.calcsize(fmt), fmt), b[base + s:base + t])
+for k in ["ind_scores", "ood_scores"]:
+    open(sys.argv[2] + "." + k, "w").write("\n".join(repr(float(v)) for v in arr(k)) + "\n")
+json.dump({k: arr(k)[0] for k in ["auroc", "aupr_in", "aupr_out", "fpr95"]}, open(sys.argv[2] + ".want", "w"))
+PY
+  $BIN metrics --in "$W/$case.ind_scores" --ood "$W/$case.ood_scores" --json > "$W/$case.got" 2>&1
+  if python3 - "$W/$case.got" "$W/$case.want" <<'PY'
+import json, sys
+g = json.load(open(sys.argv[1])); w = json.load(open(sys.argv[2]))
+err = max(abs(g[k] - w[k]) / max(abs(w[k]), 1e-9) for k in w)
+print("%.3e" % err); sys.exit(0 if err <= 1e-5 else 1)
+PY
+  then ok "metrics-cli-$case" "max rel err $(python3 -c "import json;g=json.load(open('$W/$case.got'));w=json.load(open('$W/$case.want'));print('%.2e'%max(abs(g[k]-w[k])/max(abs(w[k]),1e-9) for k in w))")"
+  else fail "metrics-cli-$case" "$(cat "$W/$case.got")"; fi
+done
 exit $status
