@@ -12,8 +12,7 @@ VENV=bench/.venv
 if [ ! -x $VENV/bin/python ]; then
   python3 -m venv $VENV
   $VENV/bin/pip install -q --upgrade pip
-  $VENV/bin/pip install -q torch torchvision --index-url https://download.pytorch.org/whl/cpu 2>/dev/null \
-    || $VENV/bin/pip install -q torch torchvision
+  $VENV/bin/pip install -q torch
 fi
 BIN=.build/release/mcl-dist
 [ -x $BIN ] || swift build -c release --product mcl-dist

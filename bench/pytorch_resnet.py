@@ -1,7 +1,35 @@
 """PyTorch reference for `mcl-dist bench`: the same CIFAR ResNet + projector, the same step
 (forward, backward of sum(z * dz), SGD Nesterov), random 32x32 inputs. Prints one JSON line."""
 import argparse, json, time
-import torch, torch.nn as nn, torchvision
+import torch, torch.nn as nn
+
+
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock (written out so the benchmark needs only torch)."""
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False); self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False); self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+def cifar_resnet(blocks, w=64):
+    layers = [nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+    cin = w
+    for stage, n in enumerate(blocks):
+        cout = w << stage
+        for b in range(n):
+            layers.append(BasicBlock(cin, cout, 2 if stage > 0 and b == 0 else 1)); cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers)
+
 
 p = argparse.ArgumentParser()
 p.add_argument("--model", default="resnet18"); p.add_argument("--batch", type=int, default=64)
@@ -9,8 +37,7 @@ p.add_argument("--threads", type=int, default=2); p.add_argument("--steps", type
 p.add_argument("--warmup", type=int, default=2); p.add_argument("--inference", action="store_true")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
-enc = getattr(torchvision.models, a.model)(num_classes=10)
-enc.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); enc.maxpool = nn.Identity(); enc.fc = nn.Identity()
+enc = cifar_resnet({"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3]}[a.model])
 net = nn.Sequential(enc, nn.Linear(512, 2048), nn.ReLU(), nn.Linear(2048, 128))
 opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-6)
 x = torch.rand(a.batch, 3, 32, 32)

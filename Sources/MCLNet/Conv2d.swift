@@ -188,11 +188,13 @@ public final class Conv2d: @unchecked Sendable {
                             }
                             let src = img + ih * w
                             if s == 1 {
-                                // valid ow: 0 <= ow - p + j < w
-                                let lo = max(0, p - j), hi = min(wo, w + p - j)
+                                // valid ow: 0 <= ow - p + j < w; rows are short (4..32), so an
+                                // inline loop beats a memmove call.
+                                let lo = max(0, p - j), hi = max(lo, min(wo, w + p - j))
                                 for ow in 0..<lo { o[ow] = 0 }
-                                if hi > lo { (o + lo).update(from: src + (lo - p + j), count: hi - lo) }
-                                for ow in max(lo, hi)..<wo { o[ow] = 0 }
+                                let shifted = src + (j - p)
+                                for ow in lo..<hi { o[ow] = shifted[ow] }
+                                for ow in hi..<wo { o[ow] = 0 }
                             } else {
                                 for ow in 0..<wo {
                                     let iw = ow * s - p + j
