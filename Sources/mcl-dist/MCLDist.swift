@@ -37,7 +37,7 @@ struct MCLDist: ParsableCommand {
           mcl-dist evaluate --config configs/paper-resnet34.yaml --checkpoint runs/r34/checkpoints/step-00400000.safetensors --out runs/r34/eval
         """,
         version: mclVersion,
-        subcommands: [Info.self, Train.self, Evaluate.self, DataCommand.self, Metrics.self, Bench.self])
+        subcommands: [Info.self, Train.self, Evaluate.self, DataCommand.self, Metrics.self, Bench.self, Plan.self])
 }
 
 struct Info: ParsableCommand {
@@ -248,4 +248,82 @@ struct Bench: ParsableCommand {
             return 0
         }
     }
+}
+
+struct Plan: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Estimate time per epoch, time to train, memory per rank and communication share on N ranks.",
+        discussion: """
+        Per-rank network throughput is measured here (a short `bench` at the rank's batch with
+        --threads threads) unless --views-per-s is given; the global loss is timed at up to 4096
+        views and scaled with views^2; collectives follow a ring model with --latency-us and
+        --bandwidth (GB/s; default 2.4 = this machine's shared-memory allreduce). See docs/scaling.md.
+        """)
+    @Option(help: "YAML run configuration.") var config: String
+    @Option(help: "Number of ranks (repeatable: --ranks 8 --ranks 32).") var ranks: [Int] = [1]
+    @Option(help: "Threads per rank (default: cores / ranks here, for measuring).") var threads: Int?
+    @Option(help: "Interconnect bandwidth per rank in GB/s.") var bandwidth = 2.4
+    @Option(help: "Per-message latency in microseconds.") var latencyUs = 5.0
+    @Option(help: "Skip measuring: network views/s of one rank.") var viewsPerS: Double?
+    @Option(help: "Training images (default: the count in data.train, else 50000).") var images: Int?
+    @Option(name: .customLong("set"), help: "Override a config key (repeatable).") var sets: [String] = []
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        guard !ranks.isEmpty, ranks.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--ranks must be >= 1") }
+        guard bandwidth > 0, latencyUs >= 0 else { throw ValidationError("--bandwidth must be > 0 and --latency-us >= 0") }
+    }
+
+    func run() throws {
+        runGuarded {
+            let (cfg, _) = try RunConfig.load(path: config, overrides: sets)
+            let model = try ResNetModel(cfg.model)
+            var count = images ?? 50000
+            if images == nil, let d = try? PackedDataset(path: cfg.dataTrain, verify: false) { count = d.count }
+            var results: [PlanResult] = []
+            for n in ranks {
+                guard (2 * cfg.batchSize) % n == 0 else { throw ConfigError("--ranks \(n): the \(2 * cfg.batchSize) views of a batch do not split evenly") }
+                let t = threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / n)
+                let perRank = 2 * cfg.batchSize / n
+                var vps = viewsPerS ?? 0
+                if vps == 0 {
+                    Threads.set(t)
+                    let b = min(perRank, cfg.microBatch > 0 ? min(cfg.microBatch, 256) : 256)
+                    let r = try TrainBenchmark.run(config: cfg.model, batch: b, steps: 2, warmup: 1)
+                    vps = r.images_per_s
+                }
+                var lossCfg = cfg.loss
+                lossCfg.useAux = cfg.rotations > 1
+                let lv = min(2 * cfg.batchSize, 4096)
+                let lossT = Planner.measureLoss(views: lv, dim: cfg.model.projectionDim, config: lossCfg)
+                let cal = PlanCalibration(viewsPerSecondPerRank: vps, lossSeconds: lossT, lossViews: lv,
+                                          latencySeconds: latencyUs * 1e-6, bandwidthBytesPerSecond: bandwidth * 1e9,
+                                          activationBytesPerView: Planner.activationBytesPerView(cfg.model))
+                results.append(Planner.estimate(config: cfg, datasetImages: count, ranks: n, threads: t,
+                                                parameterCount: model.store.paramCount, calibration: cal))
+            }
+            if json {
+                let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys, .prettyPrinted]
+                print(String(decoding: try enc.encode(results), as: UTF8.self))
+            } else {
+                print("plan: \(cfg.model.arch) width \(cfg.model.width), batch \(cfg.batchSize) (\(2 * cfg.batchSize) views), \(count) images x \(cfg.rotations) rotations, \(cfg.epochs) epochs, bandwidth \(bandwidth) GB/s")
+                print("ranks threads  step_s  compute  loss  allgather allreduce  comm%  images/s  epoch      total     mem/rank")
+                for r in results {
+                    print(String(format: "%5d %7d %7.3f %8.3f %5.3f %9.4f %9.4f %6.1f %9.1f %9@ %9@ %8.2f GB",
+                                 r.ranks, r.threadsPerRank, r.stepSeconds, r.computeSeconds, r.lossSeconds, r.allgatherSeconds,
+                                 r.allreduceSeconds, 100 * r.communicationShare, r.imagesPerSecond,
+                                 durationText(r.epochSeconds), durationText(r.totalSeconds), r.memoryPerRankGB))
+                }
+            }
+            return 0
+        }
+    }
+}
+
+func durationText(_ s: Double) -> String {
+    let t = Int(s.rounded())
+    if t >= 86400 { return String(format: "%.1fd", s / 86400) }
+    if t >= 3600 { return String(format: "%dh%02dm", t / 3600, (t % 3600) / 60) }
+    if t >= 60 { return String(format: "%dm%02ds", t / 60, t % 60) }
+    return "\(t)s"
 }

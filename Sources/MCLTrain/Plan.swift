@@ -1,0 +1,115 @@
+import Foundation
+import MCLCore
+import MCLNet
+import MCLObjective
+
+/// Inputs of the run-time model, measured on this machine or given.
+public struct PlanCalibration: Codable, Sendable {
+    /// Network forward+backward(+SGD) throughput of one rank, views per second, at the rank's batch.
+    public var viewsPerSecondPerRank: Double
+    /// Seconds for the global loss and dL/dZ at `lossViews` views (scaled as views^2).
+    public var lossSeconds: Double
+    public var lossViews: Int
+    /// Collective cost model: time = latency + bytes / bandwidth per message step.
+    public var latencySeconds: Double
+    public var bandwidthBytesPerSecond: Double
+    /// Activation memory per view (bytes) for this model, and fixed bytes per rank.
+    public var activationBytesPerView: Double
+
+    public init(viewsPerSecondPerRank: Double, lossSeconds: Double, lossViews: Int, latencySeconds: Double,
+                bandwidthBytesPerSecond: Double, activationBytesPerView: Double) {
+        self.viewsPerSecondPerRank = viewsPerSecondPerRank; self.lossSeconds = lossSeconds; self.lossViews = lossViews
+        self.latencySeconds = latencySeconds; self.bandwidthBytesPerSecond = bandwidthBytesPerSecond
+        self.activationBytesPerView = activationBytesPerView
+    }
+}
+
+/// A run-time, memory and communication estimate for a config on N ranks.
+public struct PlanResult: Codable, Sendable {
+    public var ranks: Int
+    public var threadsPerRank: Int
+    public var viewsPerRank: Int
+    public var stepsPerEpoch: Int
+    public var epochs: Int
+    public var computeSeconds: Double
+    public var lossSeconds: Double
+    public var allgatherSeconds: Double
+    public var allreduceSeconds: Double
+    public var stepSeconds: Double
+    public var epochSeconds: Double
+    public var totalSeconds: Double
+    public var imagesPerSecond: Double
+    public var communicationShare: Double
+    public var memoryPerRankGB: Double
+    public var gradientBytes: Double
+}
+
+/// The cost model behind `mcl-dist plan` (see docs/scaling.md):
+/// - compute: the rank's 2B/N views at the measured per-rank throughput (x 4/3 with micro-batching,
+///   which forwards every chunk twice);
+/// - loss: every rank computes the global loss: t_loss(V) = t_loss(V0) (V/V0)^2 (two V x V x D
+///   GEMMs and a V x V row pass);
+/// - allgather of z (V x D floats) and the gradient allreduce (P floats), ring algorithms:
+///   allgather (N-1)(alpha + s/N / beta), allreduce 2(N-1)(alpha + s/N / beta), s in bytes;
+/// - memory: parameters, gradients, momentum (3P floats) + activations per view x views held at
+///   once (the chunk with micro-batching) + the V x V similarity matrix.
+public enum Planner {
+    public static func estimate(config: RunConfig, datasetImages: Int, ranks: Int, threads: Int,
+                                parameterCount: Int, calibration c: PlanCalibration) -> PlanResult {
+        let pairs = config.batchSize
+        let views = 2 * pairs
+        let perRank = views / max(1, ranks)
+        let steps = max(1, datasetImages * config.rotations / pairs)
+        let chunked = config.microBatch > 0 && config.microBatch < perRank
+        let compute = Double(perRank) / c.viewsPerSecondPerRank * (chunked ? 4.0 / 3.0 : 1.0)
+        let v = Double(views), v0 = Double(max(1, c.lossViews))
+        let loss = c.lossSeconds * (v / v0) * (v / v0)
+        let n = Double(ranks)
+        let zBytes = v * Double(config.model.projectionDim) * 4
+        let gBytes = Double(parameterCount) * 4
+        let allgather = ranks > 1 ? (n - 1) * (c.latencySeconds + zBytes / n / c.bandwidthBytesPerSecond) : 0
+        let allreduce = ranks > 1 ? 2 * (n - 1) * (c.latencySeconds + gBytes / n / c.bandwidthBytesPerSecond) : 0
+        let step = compute + loss + allgather + allreduce
+        let held = Double(chunked ? config.microBatch : perRank)
+        let mem = 3 * gBytes + held * c.activationBytesPerView + v * v * 4 * 1.0 + 300e6
+        let epochs = config.maxSteps > 0 ? Int((Double(config.maxSteps) / Double(steps)).rounded(.up)) : config.epochs
+        let totalSteps = config.maxSteps > 0 ? min(config.maxSteps, steps * config.epochs) : steps * config.epochs
+        return PlanResult(ranks: ranks, threadsPerRank: threads, viewsPerRank: perRank, stepsPerEpoch: steps, epochs: epochs,
+                          computeSeconds: compute, lossSeconds: loss, allgatherSeconds: allgather, allreduceSeconds: allreduce,
+                          stepSeconds: step, epochSeconds: step * Double(steps), totalSeconds: step * Double(totalSteps),
+                          imagesPerSecond: Double(pairs) / step, communicationShare: (allgather + allreduce) / step,
+                          memoryPerRankGB: mem / 1e9, gradientBytes: gBytes)
+    }
+
+    /// Activation bytes per view of a ResNet, from the tensors the engine keeps per layer (input,
+    /// conv output, BN/ReLU output, block output, shortcut) plus the gradient scratch.
+    public static func activationBytesPerView(_ m: ModelConfig) -> Double {
+        guard let blocks = try? m.blocks() else { return 0 }
+        var floats = 0.0
+        let w = Double(m.width)
+        floats += 3 * 1024 + 2 * w * 1024 // input (CNHW copy), stem conv and BN output
+        for (stage, count) in blocks.enumerated() {
+            let c = w * Double(1 << stage)
+            let hw = Double(1024 >> (2 * stage))
+            floats += Double(count) * 4 * c * hw + (stage > 0 ? c * hw : 0)
+        }
+        floats += 4 * w * 1024 // gradient scratch (two ping-pong + two temporaries at stage-1 size)
+        floats += Double(8 * m.width + 2 * m.projectorHidden + m.projectionDim)
+        return floats * 4
+    }
+
+    /// Times the global loss at `views` views on this machine.
+    public static func measureLoss(views: Int, dim: Int, config: LossConfig) -> Double {
+        var rng = SplitMix64(seed: 1)
+        let z = (0..<(views * dim)).map { _ in Float(rng.nextGaussian()) }
+        let main = (0..<views).map { Int32(($0 / 8) % 10) }
+        let aux = (0..<views).map { Int32(($0 / 2) % 4) }
+        let targets = config.needsSPATargets ? sampleSPATargets(main: main, aux: aux, useAux: config.useAux, mode: config.spa, seed: 1, step: 0) : nil
+        _ = mclLoss(z: z, views: views, dim: dim, main: main, aux: aux, spaTargets: targets, config: config)
+        let t0 = ProcessStats.now()
+        _ = mclLoss(z: z, views: views, dim: dim, main: main, aux: aux, spaTargets: targets, config: config)
+        let dt = ProcessStats.now() - t0
+        releaseLossWorkspace()
+        return dt
+    }
+}
