@@ -16,4 +16,5 @@ TIN=$(find data/raw/tinyimagenet -type d -name images | head -1)
 [ -f data/cifar10-train-1k.mcld ] || $BIN data prepare "$C10/train" --limit 1000 --out data/cifar10-train-1k.mcld
 [ -f data/cifar10-test-2k.mcld ] || $BIN data prepare "$C10/test" --limit 200 --out data/cifar10-test-2k.mcld
 [ -f data/tinyimagenet32-test.mcld ] || $BIN data prepare "$TIN" --out data/tinyimagenet32-test.mcld
+[ -f data/tinyimagenet32-test-2k.mcld ] || $BIN data prepare "$TIN" --limit 2000 --out data/tinyimagenet32-test-2k.mcld
 for f in data/*.mcld; do echo "$f: $($BIN data info "$f" --json | tr -d '\n' | cut -c1-160)"; done
