@@ -147,8 +147,8 @@ public struct RunConfig: Sendable {
         case "model.projector_hidden": model.projectorHidden = try RunConfig.int(key, v, min: 1)
         case "model.projection_dim": model.projectionDim = try RunConfig.int(key, v, min: 1)
         case "model.sync_bn": syncBN = try RunConfig.bool(key, v)
-        case "data.train": dataTrain = RunConfig.path(try RunConfig.string(key, v), baseDir)
-        case "data.test": dataTest = RunConfig.path(try RunConfig.string(key, v), baseDir)
+        case "data.train": dataTrain = v is NSNull ? "" : RunConfig.path(try RunConfig.string(key, v), baseDir)
+        case "data.test": dataTest = v is NSNull ? "" : RunConfig.path(try RunConfig.string(key, v), baseDir)
         case "data.ood":
             if v is NSNull { dataOOD = []; return }
             guard let m = v as? [String: Any] else { throw ConfigError("data.ood: expected a mapping name: path") }
@@ -208,7 +208,8 @@ public struct RunConfig: Sendable {
     public func yaml() -> String {
         func f(_ d: Double) -> String { String(d) }
         var s = "model:\n  arch: \(model.arch)\n  width: \(model.width)\n  projector_hidden: \(model.projectorHidden)\n  projection_dim: \(model.projectionDim)\n  sync_bn: \(syncBN)\n"
-        s += "data:\n  train: \(dataTrain)\n  test: \(dataTest)\n"
+        func q(_ s: String) -> String { s.isEmpty ? "\"\"" : s }
+        s += "data:\n  train: \(q(dataTrain))\n  test: \(q(dataTest))\n"
         if dataOOD.isEmpty { s += "  ood: {}\n" } else { s += "  ood:\n" + dataOOD.map { "    \($0.name): \($0.path)\n" }.joined() }
         s += "  rotations: \(rotations)\n  flip: \(flip.rawValue)\n"
         s += "loss:\n  kind: \(loss.kind.rawValue)\n  spa: \(loss.spa.rawValue)\n  tau: \(f(loss.tau))\n  alpha: \(f(loss.alpha))\n  beta: \(f(loss.beta))\n  spa_weight: \(f(loss.spaWeight))\n  similarity_floor: \(loss.floor.map(f) ?? "none")\n"
