@@ -19,12 +19,19 @@ public struct TrainBenchResult: Codable, Sendable {
     public var sgd_ms: Double
     public var peak_rss_mb: Double
     public var openblas_core: String
+    /// Ranks that shared the batch (each ran batch / ranks images) and the allreduce time.
+    public var ranks: Int = 1
+    public var allreduce_ms: Double = 0
 }
 
 public enum TrainBenchmark {
     /// Runs `warmup` untimed steps, then `steps` timed ones, and reports the median step.
-    public static func run(config: ModelConfig, batch: Int, steps: Int, warmup: Int = 2,
-                           inference: Bool = false) throws -> TrainBenchResult {
+    /// With `ranks` > 1 (under mpirun) every rank runs `batch / ranks` images and `allreduce`
+    /// sums the gradient buffer after backward, as the data-parallel step does.
+    public static func run(config: ModelConfig, batch globalBatch: Int, steps: Int, warmup: Int = 2,
+                           inference: Bool = false, ranks: Int = 1,
+                           allreduce: ((UnsafeMutablePointer<Float>, Int) -> Void)? = nil) throws -> TrainBenchResult {
+        let batch = globalBatch / max(1, ranks)
         let model = try ResNetModel(config)
         model.initialise(seed: 1)
         var rng = SplitMix64(seed: 7)
@@ -32,7 +39,7 @@ public enum TrainBenchmark {
         for i in 0..<input.count { input.ptr[i] = rng.nextFloat() }
         let dz = FloatBuffer(count: batch * config.projectionDim)
         let opt = SGD(count: model.store.paramCount)
-        var fwd: [Double] = [], bwd: [Double] = [], sgd: [Double] = [], total: [Double] = []
+        var fwd: [Double] = [], bwd: [Double] = [], sgd: [Double] = [], total: [Double] = [], comm: [Double] = []
         for it in 0..<(warmup + steps) {
             let t0 = ProcessStats.now()
             if inference {
@@ -46,7 +53,10 @@ public enum TrainBenchmark {
             let t1 = ProcessStats.now()
             for i in 0..<dz.count { dz.ptr[i] = out.z[i] / Float(batch) }
             model.backward(dZ: dz.ptr)
+            let tb = ProcessStats.now()
+            allreduce?(model.store.grads.ptr, model.store.paramCount)
             let t2 = ProcessStats.now()
+            if it >= warmup { comm.append(t2 - tb) }
             opt.step(params: model.store.values.ptr, grads: model.store.grads.ptr, count: model.store.paramCount, lr: 0.01)
             let t3 = ProcessStats.now()
             if it >= warmup { fwd.append(t1 - t0); bwd.append(t2 - t1); sgd.append(t3 - t2); total.append(t3 - t0) }
@@ -54,11 +64,12 @@ public enum TrainBenchmark {
         func median(_ a: [Double]) -> Double { let s = a.sorted(); return s[s.count / 2] }
         let step = median(total)
         let flopsPerImage = model.forwardFlops(n: 1) * (inference ? 1 : 3)
-        return TrainBenchResult(model: config.arch, width: config.width, batch: batch, threads: Threads.count,
-                                steps: steps, seconds_per_step: step, images_per_s: Double(batch) / step,
-                                gflops: flopsPerImage * Double(batch) / step / 1e9, gflop_per_image: flopsPerImage / 1e9,
+        return TrainBenchResult(model: config.arch, width: config.width, batch: globalBatch, threads: Threads.count,
+                                steps: steps, seconds_per_step: step, images_per_s: Double(globalBatch) / step,
+                                gflops: flopsPerImage * Double(globalBatch) / step / 1e9, gflop_per_image: flopsPerImage / 1e9,
                                 forward_ms: median(fwd) * 1e3, backward_ms: median(bwd) * 1e3, sgd_ms: median(sgd) * 1e3,
-                                peak_rss_mb: ProcessStats.peakRSSMB, openblas_core: BLASInfo.coreName)
+                                peak_rss_mb: ProcessStats.peakRSSMB, openblas_core: BLASInfo.coreName,
+                                ranks: max(1, ranks), allreduce_ms: comm.isEmpty ? 0 : median(comm) * 1e3)
     }
 }
 

@@ -235,15 +235,22 @@ struct Bench: ParsableCommand {
     func run() throws {
         runGuarded {
             Threads.set(threads ?? TrainJob.threadsPerRank(explicit: nil))
+            // Under mpirun: every rank runs batch / ranks images and the gradients are summed
+            // across ranks after backward (the data-parallel step without the contrastive loss).
+            let comm: MPICommunicator? = MPIRuntime.launchedByMPI ? MPICommunicator() : nil
+            let size = comm?.size ?? 1
+            guard batch % size == 0 else { throw ValidationError("--batch \(batch) is not divisible by \(size) ranks") }
+            let reduce: ((UnsafeMutablePointer<Float>, Int) -> Void)? = comm.map { c in { p, n in c.allreduceSum(p, count: n) } }
             let r = try TrainBenchmark.run(config: ModelConfig(arch: model, width: width), batch: batch, steps: steps,
-                                           warmup: warmup, inference: inference)
+                                           warmup: warmup, inference: inference, ranks: size, allreduce: reduce)
+            if let comm, !comm.isRoot { return 0 }
             if json {
                 let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
                 print(String(decoding: try enc.encode(r), as: UTF8.self))
             } else {
-                print(String(format: "%@ width %d batch %d threads %d (%@): %.1f images/s, %.1f GFLOPS (%.2f GFLOP/image), step %.3f s (fwd %.0f ms, bwd %.0f ms, sgd %.0f ms), peak RSS %.0f MB",
-                             r.model, r.width, r.batch, r.threads, r.openblas_core, r.images_per_s, r.gflops, r.gflop_per_image,
-                             r.seconds_per_step, r.forward_ms, r.backward_ms, r.sgd_ms, r.peak_rss_mb))
+                print(String(format: "%@ width %d batch %d ranks %d x threads %d (%@): %.1f images/s, %.1f GFLOPS (%.2f GFLOP/image), step %.3f s (fwd %.0f ms, bwd %.0f ms, allreduce %.1f ms, sgd %.0f ms), peak RSS %.0f MB",
+                             r.model, r.width, r.batch, r.ranks, r.threads, r.openblas_core, r.images_per_s, r.gflops, r.gflop_per_image,
+                             r.seconds_per_step, r.forward_ms, r.backward_ms, r.allreduce_ms, r.sgd_ms, r.peak_rss_mb))
             }
             return 0
         }
