@@ -48,7 +48,7 @@ public final class BatchNorm2d: @unchecked Sendable {
     /// Train-mode forward over x[C][M]; writes y (may alias x only if `relu` is false and x is not
     /// needed later: the network keeps x for backward, so it never aliases).
     public func forwardTrain(_ x: UnsafePointer<Float>, m: Int, _ y: UnsafeMutablePointer<Float>, relu: Bool,
-                             reducer: StatReducer?, updateRunning: Bool = true) {
+                             reducer: StatReducer?, updateRunning: Bool = true, residual: UnsafePointer<Float>? = nil) {
         let C = channels
         var sums = [Double](repeating: 0, count: C)
         sums.withUnsafeMutableBufferPointer { s in
@@ -104,28 +104,34 @@ public final class BatchNorm2d: @unchecked Sendable {
                 rv[c] = (1 - momentum) * rv[c] + momentum * Float(unbiased)
             }
         }
-        apply(x, m: m, y, relu: relu, scale: { c in g[c] * self.invstd[c] }, shift: { c in b[c] - self.mean[c] * g[c] * self.invstd[c] })
+        apply(x, m: m, y, relu: relu, residual: residual, scale: { c in g[c] * self.invstd[c] }, shift: { c in b[c] - self.mean[c] * g[c] * self.invstd[c] })
     }
 
     /// Eval-mode forward with the running statistics.
-    public func forwardEval(_ x: UnsafePointer<Float>, m: Int, _ y: UnsafeMutablePointer<Float>, relu: Bool) {
+    public func forwardEval(_ x: UnsafePointer<Float>, m: Int, _ y: UnsafeMutablePointer<Float>, relu: Bool,
+                            residual: UnsafePointer<Float>? = nil) {
         let g = store.values.ptr + gOffset, b = store.values.ptr + bOffset
         let rm = store.state.ptr + rmOffset, rv = store.state.ptr + rvOffset
         let eps = self.eps
-        apply(x, m: m, y, relu: relu,
+        apply(x, m: m, y, relu: relu, residual: residual,
               scale: { c in g[c] / (rv[c] + eps).squareRoot() },
               shift: { c in b[c] - rm[c] * g[c] / (rv[c] + eps).squareRoot() })
     }
 
+    /// y = [relu](x * scale + shift [+ residual]) per channel, in one pass.
     @inline(__always)
     func apply(_ x: UnsafePointer<Float>, m: Int, _ y: UnsafeMutablePointer<Float>, relu: Bool,
-               scale: (Int) -> Float, shift: (Int) -> Float) {
+               residual: UnsafePointer<Float>? = nil, scale: (Int) -> Float, shift: (Int) -> Float) {
         let C = channels
         let sc = (0..<C).map(scale), sh = (0..<C).map(shift)
         Threads.parallelFor(C) { c in
             let a = sc[c], o = sh[c]
             let xc = x + c * m, yc = y + c * m
-            if relu {
+            if let residual {
+                let rc = residual + c * m
+                if relu { for i in 0..<m { yc[i] = max(0, xc[i] * a + o + rc[i]) } }
+                else { for i in 0..<m { yc[i] = xc[i] * a + o + rc[i] } }
+            } else if relu {
                 for i in 0..<m { yc[i] = max(0, xc[i] * a + o) }
             } else {
                 for i in 0..<m { yc[i] = xc[i] * a + o }

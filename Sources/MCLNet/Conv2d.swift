@@ -172,10 +172,13 @@ public final class Conv2d: @unchecked Sendable {
     func im2col(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, n0: Int, cn: Int, ho: Int, wo: Int, col: UnsafeMutablePointer<Float>) {
         let k = kernel, s = stride, p = pad, cin = self.cin
         let rowLen = cn * ho * wo
-        Threads.parallelFor(cin) { ci in
-            for i in 0..<k {
-                for j in 0..<k {
-                    let row = col + ((ci * k + i) * k + j) * rowLen
+        // Rows (ci, i, j) are independent outputs: spread all cin*k*k of them over the threads
+        // (the stem has only 3 input channels but 27 rows).
+        Threads.parallelFor(cin * k * k) { r in
+            let ci = r / (k * k), i = (r / k) % k, j = r % k
+            do {
+                do {
+                    let row = col + r * rowLen
                     for b in 0..<cn {
                         let img = x + (ci * n + n0 + b) * h * w
                         let out = row + b * ho * wo

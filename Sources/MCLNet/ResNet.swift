@@ -77,18 +77,18 @@ final class BasicBlock: @unchecked Sendable {
         if train { bn1.forwardTrain(c1, m: m, a1, relu: true, reducer: reducer, updateRunning: updateRunning) }
         else { bn1.forwardEval(c1, m: m, a1, relu: true) }
         conv2.forward(a1, n: n, h: ho, w: wo, c2, ws: ws)
-        if train { bn2.forwardTrain(c2, m: m, out, relu: false, reducer: reducer, updateRunning: updateRunning) }
-        else { bn2.forwardEval(c2, m: m, out, relu: false) }
+        // Shortcut first, so that bn2, the residual add and the ReLU run as one pass.
+        var shortcut = x
         if let downConv, let downBN {
             let cs = ws.get(key + ".cs", size), s = ws.get("block.shortcut", size)
             self.cs = cs
             downConv.forward(x, n: n, h: h, w: w, cs, ws: ws)
             if train { downBN.forwardTrain(cs, m: m, s, relu: false, reducer: reducer, updateRunning: updateRunning) }
             else { downBN.forwardEval(cs, m: m, s, relu: false) }
-            Elementwise.addRelu(out, s, size)
-        } else {
-            Elementwise.addRelu(out, x, size)
+            shortcut = UnsafePointer(s)
         }
+        if train { bn2.forwardTrain(c2, m: m, out, relu: true, reducer: reducer, updateRunning: updateRunning, residual: shortcut) }
+        else { bn2.forwardEval(c2, m: m, out, relu: true, residual: shortcut) }
         return out
     }
 
@@ -97,8 +97,9 @@ final class BasicBlock: @unchecked Sendable {
         let ho = conv1.outSize(h), wo = conv1.outSize(w)
         let m = n * ho * wo, size = cout * m
         let t1 = ws.get("grad.t1", size), t2 = ws.get("grad.t2", size)
-        Elementwise.reluMask(dOut, out!, size)
-        bn2.backward(c2!, m: m, dy: dOut, reluOut: nil, dx: t1, reducer: reducer)
+        // The block ends in relu(bn2(c2) + shortcut): bn2's backward masks dOut by the block
+        // output in place, so the shortcut path below sees the masked gradient too.
+        bn2.backward(c2!, m: m, dy: dOut, reluOut: out!, dx: t1, reducer: reducer)
         conv2.backward(a1!, n: n, h: ho, w: wo, dy: t1, dx: t2, ws: ws)
         bn1.backward(c1!, m: m, dy: t2, reluOut: a1!, dx: t2, reducer: reducer)
         conv1.backward(x!, n: n, h: h, w: w, dy: t2, dx: dX, ws: ws)
