@@ -50,6 +50,33 @@ public final class BatchNorm2d: @unchecked Sendable {
     public func forwardTrain(_ x: UnsafePointer<Float>, m: Int, _ y: UnsafeMutablePointer<Float>, relu: Bool,
                              reducer: StatReducer?, updateRunning: Bool = true, residual: UnsafePointer<Float>? = nil) {
         let C = channels
+        if reducer == nil {
+            // Per-rank statistics in one pass: shifted sums S1 = sum(x - K), S2 = sum((x - K)^2)
+            // with K = the channel's first value, var = (S2 - S1^2 / M) / M (no cancellation
+            // because K is close to the mean in scale).
+            var st = [Double](repeating: 0, count: 2 * C)
+            st.withUnsafeMutableBufferPointer { s in
+                let sp = s.baseAddress!
+                Threads.parallelFor(C) { c in
+                    let xc = x + c * m
+                    let k = xc[0]
+                    var a1 = 0.0, a2 = 0.0
+                    var i = 0
+                    while i + 64 <= m {
+                        var f1: Float = 0, f2: Float = 0
+                        for t in 0..<64 { let d = xc[i + t] - k; f1 += d; f2 += d * d }
+                        a1 += Double(f1); a2 += Double(f2); i += 64
+                    }
+                    while i < m { let d = Double(xc[i] - k); a1 += d; a2 += d * d; i += 1 }
+                    let mu = a1 / Double(m)
+                    sp[2 * c] = Double(k) + mu
+                    sp[2 * c + 1] = max(0, a2 / Double(m) - mu * mu)
+                }
+            }
+            finishTrain(means: (0..<C).map { st[2 * $0] }, vars: (0..<C).map { st[2 * $0 + 1] }, count: Double(m),
+                        x, m: m, y, relu: relu, updateRunning: updateRunning, residual: residual)
+            return
+        }
         var sums = [Double](repeating: 0, count: C)
         sums.withUnsafeMutableBufferPointer { s in
             let sp = s.baseAddress!
@@ -92,9 +119,17 @@ public final class BatchNorm2d: @unchecked Sendable {
             }
         }
         if let reducer { reducer(&sq) }
+        finishTrain(means: meanD, vars: sq.map { $0 / count }, count: count, x, m: m, y, relu: relu,
+                    updateRunning: updateRunning, residual: residual)
+    }
+
+    /// Stores mean and 1/sqrt(var + eps), updates the running statistics, applies the affine map.
+    func finishTrain(means meanD: [Double], vars: [Double], count: Double, _ x: UnsafePointer<Float>, m: Int,
+                     _ y: UnsafeMutablePointer<Float>, relu: Bool, updateRunning: Bool, residual: UnsafePointer<Float>?) {
+        let C = channels
         let g = store.values.ptr + gOffset, b = store.values.ptr + bOffset
         for c in 0..<C {
-            let v = sq[c] / count
+            let v = vars[c]
             mean[c] = Float(meanD[c])
             invstd[c] = Float(1.0 / (v + Double(eps)).squareRoot())
             if updateRunning {

@@ -51,9 +51,11 @@ public final class DistributedTrainer: @unchecked Sendable {
         self.model = model; self.comm = comm; self.loss = loss; self.schedule = schedule
         self.microBatch = microBatch; self.seed = seed; self.syncBN = syncBN
         optimizer = SGD(count: model.store.paramCount, momentum: momentum, weightDecay: weightDecay, nesterov: true)
-        if syncBN && comm.size > 1 {
+        if syncBN {
+            // One rank still takes the two-pass (global-mean) path, so np=1 and np=N compute the
+            // statistics with the same formula.
             let c = comm
-            model.reducer = { v in c.allreduceSum(&v) }
+            model.reducer = comm.size > 1 ? { v in c.allreduceSum(&v) } : { _ in }
         } else {
             model.reducer = nil
         }
