@@ -215,3 +215,56 @@ public func scoreHistogramFigure(inScores: [Double], inPred: [Int], inLabels: [I
     for i in 0..<inScores.count { if inPred[i] == inLabels[i] { ok.append(inScores[i]) } else { bad.append(inScores[i]) } }
     return scoreHistogramFigure(correctIn: ok, wrongIn: bad, ood: oodScores, oodName: oodName, title: title)
 }
+
+/// One line of a training-curve figure.
+public struct CurveSeries: Sendable {
+    public var name: String
+    public var x: [Double]
+    public var y: [Double]
+    public var color: RGB
+    public var lineWidth: Double
+    public init(name: String, x: [Double], y: [Double], color: RGB, lineWidth: Double = 2) {
+        self.name = name; self.x = x; self.y = y; self.color = color; self.lineWidth = lineWidth
+    }
+}
+
+/// Training curves (e.g. loss per step and its moving average) on shared axes.
+public func curveFigure(series: [CurveSeries], title: String, xLabel: String = "step", yLabel: String = "loss",
+                        width: Int = 800, height: Int = 560) -> Canvas {
+    var cv = Canvas(width: width, height: height)
+    let s = max(1, width / 400)
+    let xs = series.flatMap { $0.x }.filter { $0.isFinite }, ys = series.flatMap { $0.y }.filter { $0.isFinite }
+    let xmin = xs.min() ?? 0, xmax = max(xs.max() ?? 1, xmin + 1)
+    var ymin = ys.min() ?? 0, ymax = ys.max() ?? 1
+    if ymax - ymin < 1e-9 { ymin -= 0.5; ymax += 0.5 }
+    let pad = 0.05 * (ymax - ymin)
+    let frame = PlotFrame(left: 70 * s, top: 30 * s, right: width - 20 * s, bottom: height - 50 * s,
+                          xmin: xmin, xmax: xmax, ymin: ymin - pad, ymax: ymax + pad)
+    frame.drawAxes(&cv, title: title, xLabel: xLabel, yLabel: yLabel, s: s)
+    for ser in series {
+        let pts = zip(ser.x, ser.y).filter { $0.1.isFinite }.map { (frame.px($0.0), frame.py($0.1)) }
+        cv.strokePolyline(pts, ser.color, width: ser.lineWidth * Double(s) / 2)
+    }
+    frame.legend(&cv, series.map { ($0.name, $0.color, true) }, s: s, corner: 1)
+    return cv
+}
+
+/// The loss-curve figure of a run from its metrics.jsonl rows: the total loss per step (light),
+/// its moving average over `window` steps, and the moving averages of the CCM and SPA parts.
+public func lossCurveFigure(steps: [Int], loss: [Double], ccm: [Double], spa: [Double], title: String, window: Int = 20) -> Canvas {
+    func movingAverage(_ v: [Double]) -> [Double] {
+        var out: [Double] = [], acc = 0.0
+        for i in 0..<v.count {
+            acc += v[i]
+            if i >= window { acc -= v[i - window] }
+            out.append(acc / Double(min(i + 1, window)))
+        }
+        return out
+    }
+    let x = steps.map(Double.init)
+    var series = [CurveSeries(name: "loss", x: x, y: loss, color: RGB(170, 190, 225), lineWidth: 1),
+                  CurveSeries(name: "loss (\(window)-step mean)", x: x, y: movingAverage(loss), color: RGB.palette[0], lineWidth: 2.5)]
+    if ccm.contains(where: { $0 != 0 }) { series.append(CurveSeries(name: "CCM part (mean)", x: x, y: movingAverage(ccm), color: RGB.palette[1])) }
+    if spa.contains(where: { $0 != 0 }) { series.append(CurveSeries(name: "SPA part (mean)", x: x, y: movingAverage(spa), color: RGB.palette[2])) }
+    return curveFigure(series: series, title: title)
+}

@@ -172,6 +172,7 @@ public final class TrainJob {
             }
         }
         try? metrics?.close()
+        if comm.isRoot { writeLossFigure(metricsPath: metricsPath, out: outDir + "/loss.png", title: "\(config.loss.kind.rawValue) loss, \(config.model.arch) width \(config.model.width)") }
         let elapsed = ProcessStats.now() - t0
         log(String(format: "training done: %d steps in %.1f s (%.1f images/s)", total - start, elapsed, Double(total - start) * imagesPerStep / max(elapsed, 1e-9)))
         if config.evalAfterTrain && !config.dataTest.isEmpty {
@@ -213,6 +214,21 @@ public final class TrainJob {
         h.seekToEndOfFile()
         return h
     }
+}
+
+/// Draws DIR/loss.png from DIR/metrics.jsonl (also `mcl-dist plot-loss`).
+@discardableResult
+public func writeLossFigure(metricsPath: String, out: String, title: String) -> Bool {
+    guard let text = try? String(contentsOfFile: metricsPath, encoding: .utf8) else { return false }
+    var steps: [Int] = [], loss: [Double] = [], ccm: [Double] = [], spa: [Double] = []
+    for line in text.split(separator: "\n") {
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              let s = obj["step"] as? Int, let l = obj["loss"] as? Double else { continue }
+        steps.append(s); loss.append(l)
+        ccm.append(obj["loss_ccm"] as? Double ?? 0); spa.append(obj["loss_spa"] as? Double ?? 0)
+    }
+    guard !steps.isEmpty else { return false }
+    return (try? lossCurveFigure(steps: steps, loss: loss, ccm: ccm, spa: spa, title: title).writePNG(to: out)) != nil
 }
 
 func formatDuration(_ s: Double) -> String {

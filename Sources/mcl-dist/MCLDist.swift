@@ -37,7 +37,7 @@ struct MCLDist: ParsableCommand {
           mcl-dist evaluate --config configs/paper-resnet34.yaml --checkpoint runs/r34/checkpoints/step-00400000.safetensors --out runs/r34/eval
         """,
         version: mclVersion,
-        subcommands: [Info.self, Train.self, Evaluate.self, DataCommand.self, Metrics.self, Bench.self, Plan.self])
+        subcommands: [Info.self, Train.self, Evaluate.self, DataCommand.self, Metrics.self, Bench.self, Plan.self, PlotLoss.self])
 }
 
 struct Info: ParsableCommand {
@@ -333,4 +333,21 @@ func durationText(_ s: Double) -> String {
     if t >= 3600 { return String(format: "%dh%02dm", t / 3600, (t % 3600) / 60) }
     if t >= 60 { return String(format: "%dm%02ds", t / 60, t % 60) }
     return "\(t)s"
+}
+
+struct PlotLoss: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "plot-loss", abstract: "Draw a run's loss curve (PNG) from its metrics.jsonl.")
+    @Argument(help: "metrics.jsonl of a run.") var metrics: String
+    @Option(help: "Output PNG.") var out: String
+    @Option(help: "Figure title.") var title = "training loss"
+
+    func run() throws {
+        runGuarded {
+            guard writeLossFigure(metricsPath: metrics, out: out, title: title) else {
+                throw ConfigError("\(metrics): no readable step lines (expected metrics.jsonl from `mcl-dist train`)")
+            }
+            print("wrote \(out)")
+            return 0
+        }
+    }
 }
