@@ -23,8 +23,6 @@ public final class BatchNorm2d: @unchecked Sendable {
     let gOffset: Int, bOffset: Int, rmOffset: Int, rvOffset: Int
     var mean: [Float]
     var invstd: [Float]
-    /// 1/sqrt(var + eps) of the last train-mode forward, per channel.
-    public var debugInvstd: [Float] { invstd }
 
     public init(_ store: ParameterStore, _ name: String, channels: Int) {
         self.store = store; self.name = name; self.channels = channels
