@@ -51,6 +51,25 @@ public enum Compare {
         return err / max(scale, 1e-30)
     }
 
+    /// The golden rule for scores and metrics: a pair passes when |a-b| <= `abs` or
+    /// |a-b| <= `rel` |b| (non-finite values must match exactly). Returns whether all pass and the
+    /// worst relative error among the pairs above the absolute floor.
+    public static func relOrAbs(_ a: [Double], _ b: [Double], rel: Double = 1e-5, abs absTol: Double = 1e-9) -> (ok: Bool, worst: Double) {
+        precondition(a.count == b.count)
+        var ok = true, worst = 0.0
+        for i in 0..<a.count {
+            if !a[i].isFinite || !b[i].isFinite {
+                if !(a[i] == b[i] || (a[i].isNaN && b[i].isNaN)) { ok = false; worst = .infinity }
+                continue
+            }
+            let e = Swift.abs(a[i] - b[i])
+            let r = e <= absTol ? 0 : e / Swift.max(Swift.abs(b[i]), 1e-300)
+            worst = Swift.max(worst, r)
+            if e > absTol && e > rel * Swift.abs(b[i]) { ok = false }
+        }
+        return (ok, worst)
+    }
+
     /// Elementwise relative error |a-b| / max(|b|, floor).
     public static func relElementwise(_ a: [Double], _ b: [Double], floor: Double = 1e-12) -> Double {
         precondition(a.count == b.count)

@@ -6,22 +6,9 @@ import MCLCore
 /// Golden tests: every `metrics-*` and every `sei-*` case in the golden folder (never a fixed
 /// list), one line per case via Golden.report / Golden.reportFailure.
 final class GoldenEvalTests: XCTestCase {
-    /// Max relative error over pairs with the "1e-5 relative or 1e-9 absolute" rule: a pair passes
-    /// when |a-b| <= 1e-9 or |a-b| <= 1e-5 |b|; returns (passes, worst relative error).
-    static func check(_ a: [Double], _ b: [Double], rel: Double = 1e-5, abs absTol: Double = 1e-9) -> (Bool, Double) {
-        precondition(a.count == b.count)
-        var ok = true, worst = 0.0
-        for i in 0..<a.count {
-            if !a[i].isFinite || !b[i].isFinite {
-                if !(a[i] == b[i] || (a[i].isNaN && b[i].isNaN)) { ok = false; worst = .infinity }
-                continue
-            }
-            let e = Swift.abs(a[i] - b[i])
-            let r = e <= absTol ? 0 : e / Swift.max(Swift.abs(b[i]), 1e-300)
-            worst = Swift.max(worst, r)
-            if e > absTol && e > rel * Swift.abs(b[i]) { ok = false }
-        }
-        return (ok, worst)
+    static func check(_ a: [Double], _ b: [Double]) -> (Bool, Double) {
+        let r = Compare.relOrAbs(a, b, rel: 1e-5, abs: 1e-9)
+        return (r.ok, r.worst)
     }
 
     func testGoldenMetricsEveryCase() throws {

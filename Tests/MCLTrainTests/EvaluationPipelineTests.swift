@@ -14,21 +14,9 @@ final class EvaluationPipelineTests: XCTestCase {
 
     // MARK: golden
 
-    /// Pass when |a-b| <= 1e-9 or |a-b| <= 1e-5 |b| (the project's golden rule for scores).
-    static func check(_ a: [Double], _ b: [Double], rel: Double = 1e-5, abs absTol: Double = 1e-9) -> (Bool, Double) {
-        precondition(a.count == b.count)
-        var ok = true, worst = 0.0
-        for i in 0..<a.count {
-            if !a[i].isFinite || !b[i].isFinite {
-                if !(a[i] == b[i] || (a[i].isNaN && b[i].isNaN)) { ok = false; worst = .infinity }
-                continue
-            }
-            let e = Swift.abs(a[i] - b[i])
-            let r = e <= absTol ? 0 : e / Swift.max(Swift.abs(b[i]), 1e-300)
-            worst = Swift.max(worst, r)
-            if e > absTol && e > rel * Swift.abs(b[i]) { ok = false }
-        }
-        return (ok, worst)
+    static func check(_ a: [Double], _ b: [Double]) -> (Bool, Double) {
+        let r = Compare.relOrAbs(a, b, rel: 1e-5, abs: 1e-9)
+        return (r.ok, r.worst)
     }
 
     func testGoldenSEIThroughPipeline() throws {
