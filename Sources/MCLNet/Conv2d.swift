@@ -136,8 +136,6 @@ public final class Conv2d: @unchecked Sendable {
             }
             wt = t
         }
-        // The transposed convolution reads dY as its input: same geometry, cout channels.
-        let transposed = Conv2d.geometry(cin: cout, kernel: k, stride: 1, pad: pad)
         var n0 = 0
         while n0 < n {
             let cn = min(chunk, n - n0)
@@ -146,7 +144,9 @@ public final class Conv2d: @unchecked Sendable {
             sgemm(transA: false, transB: true, m: cout, n: kdim, k: cols, a: dy + n0 * h * w, lda: total,
                   b: col, ldb: cols, beta: 1, c: weightGrad, ldc: kdim)
             if let dx, let wt {
-                transposed.im2col(dy, n: n, h: h, w: w, n0: n0, cn: cn, ho: h, wo: w, col: col)
+                // The transposed convolution reads dY as its input: same geometry, cout channels.
+                Conv2d.im2col(dy, channels: cout, kernel: k, stride: 1, pad: pad, n: n, h: h, w: w,
+                              n0: n0, cn: cn, ho: h, wo: w, col: col)
                 sgemm(transA: false, transB: false, m: cin, n: cols, k: kdimT, a: wt, lda: kdimT,
                       b: col, ldb: cols, beta: accumulate ? 1 : 0, c: dx + n0 * h * w, ldc: total)
             }
@@ -154,23 +154,14 @@ public final class Conv2d: @unchecked Sendable {
         }
     }
 
-    /// A weightless convolution used only for its im2col geometry.
-    static func geometry(cin: Int, kernel: Int, stride: Int, pad: Int) -> Conv2d {
-        let key = "\(cin)/\(kernel)/\(stride)/\(pad)"
-        geometryLock.lock(); defer { geometryLock.unlock() }
-        if let g = geometries[key] { return g }
-        let store = ParameterStore()
-        let g = Conv2d(store, "geometry", cin: cin, cout: 1, kernel: kernel, stride: stride, pad: pad)
-        store.finalize()
-        geometries[key] = g
-        return g
-    }
-    nonisolated(unsafe) static var geometries: [String: Conv2d] = [:]
-    static let geometryLock = NSLock()
-
     /// col[(ci,i,j)][(n-n0, oh, ow)] = x[ci][n][oh*s-p+i][ow*s-p+j] (zero outside the image).
     func im2col(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, n0: Int, cn: Int, ho: Int, wo: Int, col: UnsafeMutablePointer<Float>) {
-        let k = kernel, s = stride, p = pad, cin = self.cin
+        Conv2d.im2col(x, channels: cin, kernel: kernel, stride: stride, pad: pad, n: n, h: h, w: w,
+                      n0: n0, cn: cn, ho: ho, wo: wo, col: col)
+    }
+
+    static func im2col(_ x: UnsafePointer<Float>, channels cin: Int, kernel k: Int, stride s: Int, pad p: Int,
+                       n: Int, h: Int, w: Int, n0: Int, cn: Int, ho: Int, wo: Int, col: UnsafeMutablePointer<Float>) {
         let rowLen = cn * ho * wo
         // Rows (ci, i, j) are independent outputs: spread all cin*k*k of them over the threads
         // (the stem has only 3 input channels but 27 rows).
