@@ -21,6 +21,9 @@ public final class Conv2d: @unchecked Sendable {
     /// OpenBLAS's result for a column depends on where the column falls in the call's N
     /// blocking, which otherwise perturbs activations by float rounding between np=1 and np=N.
     nonisolated(unsafe) public static var deterministic = false
+    /// Stride-1 3x3 convolutions use Winograd F(2x2, 3x3) (`Winograd`) unless deterministic mode
+    /// is on or `MCL_WINOGRAD=0` (im2col + GEMM then, e.g. to measure the difference).
+    nonisolated(unsafe) public static var winograd = ProcessInfo.processInfo.environment["MCL_WINOGRAD"] != "0"
 
     public init(_ store: ParameterStore, _ name: String, cin: Int, cout: Int, kernel: Int, stride: Int, pad: Int) {
         self.store = store; self.name = name
@@ -34,6 +37,10 @@ public final class Conv2d: @unchecked Sendable {
     var weightGrad: UnsafeMutablePointer<Float> { store.grads.ptr + wOffset }
     /// A 1x1 stride-1 unpadded convolution reads its input directly as the GEMM operand.
     var isPointwise: Bool { kernel == 1 && stride == 1 && pad == 0 }
+    func usesWinograd(h: Int, w: Int) -> Bool {
+        Conv2d.winograd && !Conv2d.deterministic
+            && Winograd.applies(kernel: kernel, stride: stride, pad: pad, cin: cin, h: h, w: w)
+    }
 
     /// FLOPs (multiply-add = 2) of the forward pass for `n` images of size h x w.
     public func flops(n: Int, h: Int, w: Int) -> Double {
@@ -51,6 +58,12 @@ public final class Conv2d: @unchecked Sendable {
         let total = n * ho * wo
         if isPointwise && !Conv2d.deterministic {
             sgemm(transA: false, transB: false, m: cout, n: total, k: cin, a: weight, lda: cin, b: x, ldb: n * h * w, beta: 0, c: y, ldc: total)
+            return
+        }
+        if usesWinograd(h: h, w: w) {
+            let u = ws.get("wino.u", 16 * cout * cin)
+            Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: false, into: u)
+            Winograd.convolve(x, cin: cin, n: n, h: h, w: w, u: u, cout: cout, y, accumulate: false, ws: ws)
             return
         }
         let chunk = Conv2d.deterministic ? 1 : chunkImages(n: n, ho: ho, wo: wo)
@@ -75,6 +88,16 @@ public final class Conv2d: @unchecked Sendable {
             if let dx {
                 sgemm(transA: true, transB: false, m: cin, n: total, k: cout, a: weight, lda: cin, b: dy, ldb: total,
                       beta: accumulate ? 1 : 0, c: dx, ldc: total)
+            }
+            return
+        }
+        if usesWinograd(h: h, w: w) {
+            Winograd.weightGradient(x, cin: cin, n: n, h: h, w: w, dy: dy, cout: cout, dw: weightGrad, ws: ws)
+            if let dx {
+                // dX = the same convolution of dY with the flipped, transposed kernel.
+                let u = ws.get("wino.u", 16 * cout * cin)
+                Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: true, into: u)
+                Winograd.convolve(dy, cin: cout, n: n, h: h, w: w, u: u, cout: cin, dx, accumulate: accumulate, ws: ws)
             }
             return
         }

@@ -67,6 +67,49 @@ final class GradientCheckTests: XCTestCase {
     func testConv1x1Stride2() { checkConv(cin: 4, cout: 3, k: 1, s: 2, p: 0) }
     func testConv1x1Stride1() { checkConv(cin: 4, cout: 3, k: 1, s: 1, p: 0) }
 
+    /// The Winograd F(2x2, 3x3) path (cin >= 8, even sizes) against finite differences.
+    func testConv3x3Stride1Winograd() {
+        XCTAssertTrue(Winograd.applies(kernel: 3, stride: 1, pad: 1, cin: 8, h: 6, w: 4))
+        checkConv(cin: 8, cout: 5, k: 3, s: 1, p: 1, n: 2, h: 6, w: 4)
+    }
+
+    /// Winograd forward, dW and dX (with and without accumulate) equal im2col + GEMM to float
+    /// rounding, for sizes from 2x2 to 8x8, blocks of one tile row up to everything, 1 and 2 threads.
+    func testWinogradMatchesIm2col() {
+        let savedBlock = Winograd.blockFloats, savedThreads = Threads.count
+        defer { Winograd.blockFloats = savedBlock; Threads.set(savedThreads); Conv2d.winograd = true }
+        for (cin, cout, n, h, w) in [(8, 4, 3, 2, 2), (9, 16, 2, 4, 6), (16, 8, 3, 8, 8), (12, 12, 1, 6, 2)] {
+            for (block, threads) in [(1, 1), (1, 2), (1 << 20, 2), (16 * 16 * 2, 2)] {
+                Winograd.blockFloats = block; Threads.set(threads)
+                let store = ParameterStore()
+                let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: 3, stride: 1, pad: 1)
+                store.finalize()
+                store.values.copy(from: randn(store.paramCount, scale: 0.3))
+                let x = FloatBuffer(count: cin * n * h * w); x.copy(from: randn(x.count))
+                let dy = FloatBuffer(count: cout * n * h * w); dy.copy(from: randn(dy.count))
+                let dx0 = randn(x.count)
+                var results: [[Float]] = []
+                for wino in [false, true] {
+                    Conv2d.winograd = wino
+                    XCTAssertEqual(conv.usesWinograd(h: h, w: w), wino)
+                    let ws = Workspace()
+                    let y = FloatBuffer(count: cout * n * h * w)
+                    conv.forward(x.ptr, n: n, h: h, w: w, y.ptr, ws: ws)
+                    store.zeroGrads()
+                    let dx = FloatBuffer(count: x.count)
+                    conv.backward(x.ptr, n: n, h: h, w: w, dy: dy.ptr, dx: dx.ptr, ws: ws)
+                    let dxAcc = FloatBuffer(count: x.count); dxAcc.copy(from: dx0)
+                    conv.backward(x.ptr, n: n, h: h, w: w, dy: dy.ptr, dx: dxAcc.ptr, accumulate: true, ws: ws)
+                    results.append(y.array + store.grads.array + dx.array + dxAcc.array)
+                }
+                let scale = results[0].reduce(Float(0)) { max($0, abs($1)) }
+                var worst: Float = 0
+                for i in 0..<results[0].count { worst = max(worst, abs(results[0][i] - results[1][i])) }
+                XCTAssertLessThan(worst / scale, 2e-6, "cin \(cin) cout \(cout) n \(n) \(h)x\(w) block \(block) threads \(threads)")
+            }
+        }
+    }
+
     func testConvChunkingMatchesUnchunked() {
         let store = ParameterStore()
         let conv = Conv2d(store, "c", cin: 3, cout: 4, kernel: 3, stride: 1, pad: 1)
