@@ -25,9 +25,14 @@ public enum Winograd {
     /// Floats per transformed block (V or M) per worker: about 4 MB.
     nonisolated(unsafe) public static var blockFloats = 1 << 20
 
+    /// Fewest input channels for the Winograd path: below it the 16 small GEMMs per block cost more
+    /// than they save (measured: ResNet-18 width 16, where im2col wins on the 16-channel stage).
+    nonisolated(unsafe) public static var minChannels =
+        Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_MIN_CHANNELS"] ?? "") ?? 32
+
     /// Whether a convolution of this geometry takes the Winograd path.
     public static func applies(kernel: Int, stride: Int, pad: Int, cin: Int, h: Int, w: Int) -> Bool {
-        kernel == 3 && stride == 1 && pad == 1 && cin >= 8 && h % 2 == 0 && w % 2 == 0 && h >= 2 && w >= 2
+        kernel == 3 && stride == 1 && pad == 1 && cin >= minChannels && h % 2 == 0 && w % 2 == 0 && h >= 2 && w >= 2
     }
 
     /// U[e][r][c] = (G g G^T)[e] for the 3x3 kernel g of output channel r and input channel c:

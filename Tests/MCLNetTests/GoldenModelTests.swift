@@ -4,11 +4,16 @@ import MCLCore
 
 /// Golden tests against PyTorch: every `model-*` file and `optim-sgd-nesterov-cosine`.
 final class GoldenModelTests: XCTestCase {
+    /// Three engines on every case: the default (Winograd for 3x3 stride-1 convolutions with at
+    /// least `Winograd.minChannels` inputs, which the width-8 golden models do not reach), Winograd on
+    /// every stride-1 3x3 layer with 8 or more inputs, and the deterministic im2col path.
     func testGoldenModels() throws {
-        for det in [false, true] {
+        let savedMin = Winograd.minChannels
+        defer { Conv2d.deterministic = false; Winograd.minChannels = savedMin }
+        for (det, minChannels, label) in [(false, savedMin, ""), (false, 8, " (winograd)"), (true, savedMin, " (deterministic)")] {
             Conv2d.deterministic = det
-            defer { Conv2d.deterministic = false }
-            try goldenModels(label: det ? " (deterministic)" : "")
+            Winograd.minChannels = minChannels
+            try goldenModels(label: label)
         }
     }
 

@@ -69,6 +69,9 @@ final class GradientCheckTests: XCTestCase {
 
     /// The Winograd F(2x2, 3x3) path (cin >= 8, even sizes) against finite differences.
     func testConv3x3Stride1Winograd() {
+        let saved = Winograd.minChannels
+        Winograd.minChannels = 8
+        defer { Winograd.minChannels = saved }
         XCTAssertTrue(Winograd.applies(kernel: 3, stride: 1, pad: 1, cin: 8, h: 6, w: 4))
         checkConv(cin: 8, cout: 5, k: 3, s: 1, p: 1, n: 2, h: 6, w: 4)
     }
@@ -76,8 +79,13 @@ final class GradientCheckTests: XCTestCase {
     /// Winograd forward, dW and dX (with and without accumulate) equal im2col + GEMM to float
     /// rounding, for sizes from 2x2 to 8x8, blocks of one tile row up to everything, 1 and 2 threads.
     func testWinogradMatchesIm2col() {
-        let savedBlock = Winograd.blockFloats, savedThreads = Threads.count
-        defer { Winograd.blockFloats = savedBlock; Threads.set(savedThreads); Conv2d.winograd = true }
+        let savedBlock = Winograd.blockFloats, savedThreads = Threads.count, savedMin = Winograd.minChannels
+        let savedWinograd = Conv2d.winograd
+        Winograd.minChannels = 8
+        defer {
+            Winograd.blockFloats = savedBlock; Threads.set(savedThreads); Conv2d.winograd = savedWinograd
+            Winograd.minChannels = savedMin
+        }
         for (cin, cout, n, h, w) in [(8, 4, 3, 2, 2), (9, 16, 2, 4, 6), (16, 8, 3, 8, 8), (12, 12, 1, 6, 2)] {
             for (block, threads) in [(1, 1), (1, 2), (1 << 20, 2), (16 * 16 * 2, 2)] {
                 Winograd.blockFloats = block; Threads.set(threads)
