@@ -113,6 +113,10 @@ public final class TrainJob {
         let imagesPerStep = Double(config.batchSize)
         let views = 2 * config.batchSize / comm.size
         log("mcl-dist train: \(config.model.arch) width \(config.model.width), \(train.count) images x \(config.rotations) rotations, batch \(config.batchSize) (\(2 * config.batchSize) views), \(comm.size) rank(s) x \(Threads.count) thread(s), \(spe) steps/epoch, \(total) steps, lr \(config.baseLR)")
+        let imagesPerRank = config.batchSize / config.rotations / comm.size
+        if comm.size > 1 && !config.syncBN && [.mcl, .spa, .supcon].contains(config.loss.kind) && imagesPerRank < 128 {
+            log("mcl-dist: warning: model.sync_bn is false and each rank normalises only \(imagesPerRank) images: \(config.loss.kind.rawValue)'s positives often lie on other ranks, and per-rank BatchNorm statistics then slow its learning markedly (docs/results.md); consider model.sync_bn: true")
+        }
         var lastCheckpoint: String? = nil
         // A live progress line on a terminal; plain lines in logs. mpirun hands ranks a pty even
         // when its own output goes to a file, so under a launcher MCL_PROGRESS=live opts in.
