@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Copies a finished run's evidence into docs/results/NAME: report.json/md, config.yaml, loss.csv
+# (from metrics.jsonl), loss.png, the 8-way wavg ROC and the histograms.
+# Usage: bash scripts/keep-result.sh runs/cpu-mcl docs/results/cpu-mcl
+set -euo pipefail
+RUN=$1; OUT=$2
+mkdir -p "$OUT"
+cp "$RUN/eval/report.json" "$RUN/eval/report.md" "$RUN/config.yaml" "$RUN/loss.png" "$OUT/"
+cp "$RUN/eval/roc-8way-wavg.png" "$RUN"/eval/hist-*.png "$OUT/"
+python3 - "$RUN/metrics.jsonl" "$OUT/loss.csv" <<'PY'
+import json, sys
+with open(sys.argv[2], "w") as f:
+    f.write("step,epoch,loss,loss_ccm,loss_spa,lr,images_per_s\n")
+    for line in open(sys.argv[1]):
+        r = json.loads(line)
+        f.write(f"{r['step']},{r['epoch']},{r['loss']},{r['loss_ccm']},{r['loss_spa']},{r['lr']},{r['images_per_s']}\n")
+PY
+echo "kept $RUN -> $OUT"
