@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Copies a finished run's evidence into docs/results/NAME: report.json/md, config.yaml, loss.csv
-# (from metrics.jsonl), loss.png, the 8-way wavg ROC and the histograms.
+# (from metrics.jsonl), loss.png, the 8-way wavg ROC (1-way without SEI) and the histograms.
 # Usage: bash scripts/keep-result.sh runs/cpu-mcl docs/results/cpu-mcl
 set -euo pipefail
 RUN=$1; OUT=$2
 mkdir -p "$OUT"
 cp "$RUN/eval/report.json" "$RUN/eval/report.md" "$RUN/config.yaml" "$RUN/loss.png" "$OUT/"
-cp "$RUN/eval/roc-8way-wavg.png" "$RUN"/eval/hist-*.png "$OUT/"
+cp "$RUN"/eval/hist-*.png "$OUT/"
+if [ -f "$RUN/eval/roc-8way-wavg.png" ]; then cp "$RUN/eval/roc-8way-wavg.png" "$OUT/"; else cp "$RUN"/eval/roc-1way.png "$OUT/"; fi
 python3 - "$RUN/metrics.jsonl" "$OUT/loss.csv" <<'PY'
 import json, sys
 with open(sys.argv[2], "w") as f:
