@@ -47,7 +47,7 @@ aug = T.Compose([T.RandomHorizontalFlip(), T.RandomResizedCrop(32, scale=(0.08, 
 enc = cifar_resnet([2, 2, 2, 2], a.width)
 # SPEC 5 init: torchvision's kaiming-normal (fan_out, relu) on the block convolutions, PyTorch's
 # default on the stem conv and the Linear layers (the released code replaces the stem after init).
-for i, mod in enumerate(enc.modules()):
+for mod in enc.modules():
     if isinstance(mod, nn.Conv2d) and mod is not enc[0]:
         nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
 net = nn.Sequential(enc, nn.Linear(8 * a.width, 512), nn.ReLU(), nn.Linear(512, 128))

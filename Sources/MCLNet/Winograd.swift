@@ -84,6 +84,7 @@ public enum Winograd {
     /// x[cin][n][h][w] whose transformed kernels are `u` ([16][cout][cin]).
     static func convolve(_ x: UnsafePointer<Float>, cin: Int, n: Int, h: Int, w: Int, u: UnsafePointer<Float>,
                          cout: Int, _ y: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace) {
+        if n == 0 { return }
         let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout))
         let vSize = 16 * cin * bk.maxTiles, mSize = 16 * cout * bk.maxTiles, padSize = 4 * (w + 2)
         let per = vSize + mSize + padSize
@@ -108,6 +109,7 @@ public enum Winograd {
     /// dw[cout][cin][3][3] += the weight gradient of the stride-1 pad-1 convolution y = conv(x, w).
     static func weightGradient(_ x: UnsafePointer<Float>, cin: Int, n: Int, h: Int, w: Int,
                                dy: UnsafePointer<Float>, cout: Int, dw: UnsafeMutablePointer<Float>, ws: Workspace) {
+        if n == 0 { return }
         let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout))
         let vSize = 16 * cin * bk.maxTiles, mSize = 16 * cout * bk.maxTiles, padSize = 4 * (w + 2)
         let uSize = 16 * cout * cin
