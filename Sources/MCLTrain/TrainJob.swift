@@ -235,9 +235,11 @@ public func writeLossFigure(metricsPath: String, out: String, title: String) -> 
     return (try? lossCurveFigure(steps: steps, loss: loss, ccm: ccm, spa: spa, title: title).writePNG(to: out)) != nil
 }
 
-func formatDuration(_ s: Double) -> String {
+/// A duration for people: "1.5d", "2h05m", "3m07s", "42s" ("?" when not finite).
+public func formatDuration(_ s: Double) -> String {
     if !s.isFinite { return "?" }
     let t = Int(s.rounded())
+    if t >= 86400 { return String(format: "%.1fd", s / 86400) }
     if t >= 3600 { return String(format: "%dh%02dm", t / 3600, (t % 3600) / 60) }
     if t >= 60 { return String(format: "%dm%02ds", t / 60, t % 60) }
     return "\(t)s"

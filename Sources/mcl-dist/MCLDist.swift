@@ -319,20 +319,12 @@ struct Plan: ParsableCommand {
                     print(String(format: "%5d %7d %7.3f %8.3f %5.3f %9.4f %9.4f %6.1f %9.1f %9@ %9@ %8.2f GB",
                                  r.ranks, r.threadsPerRank, r.stepSeconds, r.computeSeconds, r.lossSeconds, r.allgatherSeconds,
                                  r.allreduceSeconds, 100 * r.communicationShare, r.imagesPerSecond,
-                                 durationText(r.epochSeconds), durationText(r.totalSeconds), r.memoryPerRankGB))
+                                 formatDuration(r.epochSeconds), formatDuration(r.totalSeconds), r.memoryPerRankGB))
                 }
             }
             return 0
         }
     }
-}
-
-func durationText(_ s: Double) -> String {
-    let t = Int(s.rounded())
-    if t >= 86400 { return String(format: "%.1fd", s / 86400) }
-    if t >= 3600 { return String(format: "%dh%02dm", t / 3600, (t % 3600) / 60) }
-    if t >= 60 { return String(format: "%dm%02ds", t / 60, t % 60) }
-    return "\(t)s"
 }
 
 struct PlotLoss: ParsableCommand {
