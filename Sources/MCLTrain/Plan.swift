@@ -35,6 +35,8 @@ public struct PlanResult: Codable, Sendable {
     public var lossSeconds: Double
     public var allgatherSeconds: Double
     public var allreduceSeconds: Double
+    /// The BatchNorm statistic allreduces of `model.sync_bn` (0 without it or on one rank).
+    public var syncBNSeconds: Double
     public var stepSeconds: Double
     public var epochSeconds: Double
     public var totalSeconds: Double
@@ -51,11 +53,16 @@ public struct PlanResult: Codable, Sendable {
 ///   GEMMs and a V x V row pass);
 /// - allgather of z (V x D floats) and the gradient allreduce (P floats), ring algorithms:
 ///   allgather (N-1)(alpha + s/N / beta), allreduce 2(N-1)(alpha + s/N / beta), s in bytes;
+/// - synchronised BatchNorm (`model.sync_bn`): per BN layer of C channels, two allreduces in
+///   forward (C+1 then C doubles: sums and count, then centred squares) and one in backward
+///   (2C+1 doubles); messages this small are latency-bound and MPI reduces them by recursive
+///   doubling: ceil(log2 N)(alpha + s / beta) each;
 /// - memory: parameters, gradients, momentum (3P floats) + activations per view x views held at
 ///   once (the chunk with micro-batching) + the V x V similarity matrix.
 public enum Planner {
     public static func estimate(config: RunConfig, datasetImages: Int, ranks: Int, threads: Int,
-                                parameterCount: Int, calibration c: PlanCalibration) -> PlanResult {
+                                parameterCount: Int, batchNormChannels: [Int] = [],
+                                calibration c: PlanCalibration) -> PlanResult {
         let pairs = config.batchSize
         let views = 2 * pairs
         let perRank = views / max(1, ranks)
@@ -69,15 +76,24 @@ public enum Planner {
         let gBytes = Double(parameterCount) * 4
         let allgather = ranks > 1 ? (n - 1) * (c.latencySeconds + zBytes / n / c.bandwidthBytesPerSecond) : 0
         let allreduce = ranks > 1 ? 2 * (n - 1) * (c.latencySeconds + gBytes / n / c.bandwidthBytesPerSecond) : 0
-        let step = compute + loss + allgather + allreduce
+        var syncBN = 0.0
+        if config.syncBN && ranks > 1 {
+            let rounds = log2(n).rounded(.up)
+            for ch in batchNormChannels {
+                for doubles in [ch + 1, ch, 2 * ch + 1] {
+                    syncBN += rounds * (c.latencySeconds + Double(8 * doubles) / c.bandwidthBytesPerSecond)
+                }
+            }
+        }
+        let step = compute + loss + allgather + allreduce + syncBN
         let held = Double(chunked ? config.microBatch : perRank)
         let mem = 3 * gBytes + held * c.activationBytesPerView + v * v * 4 * 1.0 + 300e6
         let epochs = config.maxSteps > 0 ? Int((Double(config.maxSteps) / Double(steps)).rounded(.up)) : config.epochs
         let totalSteps = config.maxSteps > 0 ? min(config.maxSteps, steps * config.epochs) : steps * config.epochs
         return PlanResult(ranks: ranks, threadsPerRank: threads, viewsPerRank: perRank, stepsPerEpoch: steps, epochs: epochs,
                           computeSeconds: compute, lossSeconds: loss, allgatherSeconds: allgather, allreduceSeconds: allreduce,
-                          stepSeconds: step, epochSeconds: step * Double(steps), totalSeconds: step * Double(totalSteps),
-                          imagesPerSecond: Double(pairs) / step, communicationShare: (allgather + allreduce) / step,
+                          syncBNSeconds: syncBN, stepSeconds: step, epochSeconds: step * Double(steps), totalSeconds: step * Double(totalSteps),
+                          imagesPerSecond: Double(pairs) / step, communicationShare: (allgather + allreduce + syncBN) / step,
                           memoryPerRankGB: mem / 1e9, gradientBytes: gBytes)
     }
 

@@ -261,8 +261,8 @@ struct Plan: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Estimate time per epoch, time to train, memory per rank and communication share on N ranks.",
         discussion: """
-        Per-rank network throughput is measured here (a short `bench` at the rank's batch with
-        --threads threads) unless --views-per-s is given; the global loss is timed at up to 4096
+        Per-rank network throughput is measured here (a short `bench` at the rank's batch, up to 512
+        views, with --threads threads) unless --views-per-s is given; the global loss is timed at up to 4096
         views and scaled with views^2; collectives follow a ring model with --latency-us and
         --bandwidth (GB/s; default 2.4 = this machine's shared-memory allreduce). See docs/scaling.md.
         """)
@@ -275,6 +275,9 @@ struct Plan: ParsableCommand {
     @Option(help: "Training images (default: the count in data.train, else 50000).") var images: Int?
     @Option(name: .customLong("set"), help: "Override a config key (repeatable).") var sets: [String] = []
     @Flag(help: "Print JSON.") var json = false
+
+    /// The largest per-rank batch (views) the throughput bench runs at.
+    static let maxBenchViews = 512
 
     func validate() throws {
         guard !ranks.isEmpty, ranks.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--ranks must be >= 1") }
@@ -295,8 +298,11 @@ struct Plan: ParsableCommand {
                 var vps = viewsPerS ?? 0
                 if vps == 0 {
                     Threads.set(t)
-                    let b = min(perRank, cfg.microBatch > 0 ? min(cfg.microBatch, 256) : 256)
-                    let r = try TrainBenchmark.run(config: cfg.model, batch: b, steps: 2, warmup: 1)
+                    // Per-view throughput still grows from 256 to 512 views (larger GEMM panels and
+                    // Winograd tile blocks: ~10-20% at width 16), so measure at the rank's own batch
+                    // up to 512 views; beyond that the gain is small and the bench would cost memory.
+                    let b = min(perRank, cfg.microBatch > 0 ? min(cfg.microBatch, Plan.maxBenchViews) : Plan.maxBenchViews)
+                    let r = try TrainBenchmark.run(config: cfg.model, batch: b, steps: 3, warmup: 1)
                     vps = r.images_per_s
                 }
                 var lossCfg = cfg.loss
@@ -307,18 +313,19 @@ struct Plan: ParsableCommand {
                                           latencySeconds: latencyUs * 1e-6, bandwidthBytesPerSecond: bandwidth * 1e9,
                                           activationBytesPerView: Planner.activationBytesPerView(cfg.model))
                 results.append(Planner.estimate(config: cfg, datasetImages: count, ranks: n, threads: t,
-                                                parameterCount: model.store.paramCount, calibration: cal))
+                                                parameterCount: model.store.paramCount,
+                                                batchNormChannels: model.batchNorms.map(\.channels), calibration: cal))
             }
             if json {
                 let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys, .prettyPrinted]
                 print(String(decoding: try enc.encode(results), as: UTF8.self))
             } else {
-                print("plan: \(cfg.model.arch) width \(cfg.model.width), batch \(cfg.batchSize) (\(2 * cfg.batchSize) views), \(count) images x \(cfg.rotations) rotations, \(cfg.epochs) epochs, bandwidth \(bandwidth) GB/s")
-                print("ranks threads  step_s  compute  loss  allgather allreduce  comm%  images/s  epoch      total     mem/rank")
+                print("plan: \(cfg.model.arch) width \(cfg.model.width), batch \(cfg.batchSize) (\(2 * cfg.batchSize) views), \(count) images x \(cfg.rotations) rotations, \(cfg.epochs) epochs, bandwidth \(bandwidth) GB/s, sync_bn \(cfg.syncBN)")
+                print("ranks threads  step_s  compute  loss  allgather allreduce  bn_sync  comm%  images/s  epoch      total     mem/rank")
                 for r in results {
-                    print(String(format: "%5d %7d %7.3f %8.3f %5.3f %9.4f %9.4f %6.1f %9.1f %9@ %9@ %8.2f GB",
+                    print(String(format: "%5d %7d %7.3f %8.3f %5.3f %9.4f %9.4f %8.4f %6.1f %9.1f %9@ %9@ %8.2f GB",
                                  r.ranks, r.threadsPerRank, r.stepSeconds, r.computeSeconds, r.lossSeconds, r.allgatherSeconds,
-                                 r.allreduceSeconds, 100 * r.communicationShare, r.imagesPerSecond,
+                                 r.allreduceSeconds, r.syncBNSeconds, 100 * r.communicationShare, r.imagesPerSecond,
                                  formatDuration(r.epochSeconds), formatDuration(r.totalSeconds), r.memoryPerRankGB))
                 }
             }
