@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Copies a finished run's evidence into docs/results/NAME: report.json/md, config.yaml, loss.csv
-# (from metrics.jsonl), loss.png, the 8-way wavg ROC (1-way without SEI) and the histograms.
-# Usage: bash scripts/keep-result.sh runs/cpu-mcl docs/results/cpu-mcl
+# (from metrics.jsonl), loss.png, the 8-way wavg ROC (1-way without SEI) and the histograms;
+# with the run's console log (optionally under /usr/bin/time -v) also run-log.txt: the log without
+# its per-step lines (training time and images/s, evaluation timings, elapsed time, peak RSS).
+# Usage: bash scripts/keep-result.sh runs/cpu-mcl docs/results/cpu-mcl [runs/cpu-mcl.log]
 set -euo pipefail
-RUN=$1; OUT=$2
+RUN=$1; OUT=$2; LOG=${3:-}
 mkdir -p "$OUT"
 cp "$RUN/eval/report.json" "$RUN/eval/report.md" "$RUN/config.yaml" "$RUN/loss.png" "$OUT/"
 cp "$RUN"/eval/hist-*.png "$OUT/"
@@ -16,4 +18,5 @@ with open(sys.argv[2], "w") as f:
         r = json.loads(line)
         f.write(f"{r['step']},{r['epoch']},{r['loss']},{r['loss_ccm']},{r['loss_spa']},{r['lr']},{r['images_per_s']}\n")
 PY
+if [ -n "$LOG" ]; then grep -v -E "^epoch [0-9]+/[0-9]+ step " "$LOG" > "$OUT/run-log.txt"; fi
 echo "kept $RUN -> $OUT"
