@@ -13,10 +13,10 @@ if [ -f "$RUN/eval/roc-8way-wavg.png" ]; then cp "$RUN/eval/roc-8way-wavg.png" "
 python3 - "$RUN/metrics.jsonl" "$OUT/loss.csv" <<'PY'
 import json, sys
 with open(sys.argv[2], "w") as f:
-    f.write("step,epoch,loss,loss_ccm,loss_spa,lr,images_per_s\n")
+    f.write("step,epoch,loss,loss_ccm,loss_spa,lr,images_per_s,step_s\n")
     for line in open(sys.argv[1]):
         r = json.loads(line)
-        f.write(f"{r['step']},{r['epoch']},{r['loss']},{r['loss_ccm']},{r['loss_spa']},{r['lr']},{r['images_per_s']}\n")
+        f.write(f"{r['step']},{r['epoch']},{r['loss']},{r['loss_ccm']},{r['loss_spa']},{r['lr']},{r['images_per_s']},{r['step_s']}\n")
 PY
 if [ -n "$LOG" ]; then grep -v -E "^epoch [0-9]+/[0-9]+ step " "$LOG" > "$OUT/run-log.txt"; fi
 echo "kept $RUN -> $OUT"
