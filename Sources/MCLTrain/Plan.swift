@@ -76,15 +76,11 @@ public enum Planner {
         let gBytes = Double(parameterCount) * 4
         let allgather = ranks > 1 ? (n - 1) * (c.latencySeconds + zBytes / n / c.bandwidthBytesPerSecond) : 0
         let allreduce = ranks > 1 ? 2 * (n - 1) * (c.latencySeconds + gBytes / n / c.bandwidthBytesPerSecond) : 0
-        var syncBN = 0.0
-        if config.syncBN && ranks > 1 {
-            let rounds = log2(n).rounded(.up)
-            for ch in batchNormChannels {
-                for doubles in [ch + 1, ch, 2 * ch + 1] {
-                    syncBN += rounds * (c.latencySeconds + Double(8 * doubles) / c.bandwidthBytesPerSecond)
-                }
-            }
-        }
+        // Per BN layer: 3 messages of (C+1) + C + (2C+1) = 4C+2 doubles in all, ceil(log2 N) rounds each.
+        let bnDoubles = Double(batchNormChannels.reduce(0) { $0 + 4 * $1 + 2 })
+        let syncBN = config.syncBN && ranks > 1
+            ? log2(n).rounded(.up) * (3 * Double(batchNormChannels.count) * c.latencySeconds + 8 * bnDoubles / c.bandwidthBytesPerSecond)
+            : 0
         let step = compute + loss + allgather + allreduce + syncBN
         let held = Double(chunked ? config.microBatch : perRank)
         let mem = 3 * gBytes + held * c.activationBytesPerView + v * v * 4 * 1.0 + 300e6

@@ -299,9 +299,9 @@ struct Plan: ParsableCommand {
                 if vps == 0 {
                     Threads.set(t)
                     // Per-view throughput still grows from 256 to 512 views (larger GEMM panels and
-                    // Winograd tile blocks: ~10-20% at width 16), so measure at the rank's own batch
-                    // up to 512 views; beyond that the gain is small and the bench would cost memory.
-                    let b = min(perRank, cfg.microBatch > 0 ? min(cfg.microBatch, Plan.maxBenchViews) : Plan.maxBenchViews)
+                    // Winograd tile blocks: ~25% at width 16, docs/scaling.md), so measure at the
+                    // rank's own batch (or micro-batch) up to 512 views, which bounds the bench's memory.
+                    let b = min(perRank, cfg.microBatch > 0 ? cfg.microBatch : perRank, Plan.maxBenchViews)
                     let r = try TrainBenchmark.run(config: cfg.model, batch: b, steps: 3, warmup: 1)
                     vps = r.images_per_s
                 }
