@@ -21,6 +21,10 @@ fi
 command -v swift >/dev/null || export PATH=/opt/swift/usr/bin:$PATH
 command -v swift >/dev/null || { echo "setup: swift not found (expected Swift 6 at /opt/swift)"; exit 1; }
 echo "setup: building release binary"
-swift build -c release --product mcl-dist 2>&1 | grep -E "error|warning: unre|Compiling|Build complete" | grep -v Compiling || true
-test -x .build/release/mcl-dist || { echo "setup: build failed"; exit 1; }
+LOG=$(mktemp)
+if ! swift build -c release --product mcl-dist >"$LOG" 2>&1; then
+  grep -E "error:" "$LOG" | head -20; tail -5 "$LOG"; rm -f "$LOG"
+  echo "setup: build FAILED (swift build exit status non-zero)"; exit 1
+fi
+rm -f "$LOG"
 echo "setup: ok: $(pwd)/.build/release/mcl-dist"

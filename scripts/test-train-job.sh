@@ -2,7 +2,7 @@
 # End-to-end checks of `mcl-dist train` with 2 ranks on a tiny Fashion-MNIST subset:
 #  1. resume is bit-exact: a run stopped by SIGTERM and resumed with --resume auto gives the same
 #     loss at every step and a byte-identical final checkpoint as an uninterrupted run;
-#  2. killing one rank ends the job within seconds, non-zero, naming the rank;
+#  2. killing one rank ends the job (non-zero, naming the rank; a job alive 60 s later fails);
 #  3. bad config values are rejected naming the key.
 # Prints "train-job <check> ok|FAIL ..." lines; exit status non-zero on any failure.
 set -uo pipefail
@@ -14,6 +14,19 @@ status=0
 ok() { echo "train-job $1 ok $2"; }
 fail() { echo "train-job $1 FAIL $2"; status=1; }
 MPI="mpirun -np 2 --oversubscribe --bind-to none -x MCL_THREADS=1 -x MCL_PROGRESS"
+# The rank processes of an mpirun (its children running mcl-dist), by PID.
+ranks_of() { for p in $(pgrep -P "$1"); do [ "$(cat /proc/$p/comm 2>/dev/null)" = "mcl-dist" ] && echo "$p"; done; }
+# Waits until FILE has at least N lines while process PID runs (a state, not a time; the
+# 600-s bound only guards against a hang).
+wait_lines() {
+  local i
+  for i in $(seq 1 6000); do
+    [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ] && return 0
+    kill -0 "$3" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
 
 $BIN data prepare /usr/share/datasets/fashion-mnist --split train --classes 0,1,2,3,4,5 --limit 16 --out "$W/tiny.mcld" >/dev/null \
   || { fail prepare "data prepare failed"; exit 1; }
@@ -28,13 +41,14 @@ YAML
 $MPI $BIN train --config "$W/tiny.yaml" --out "$W/full" >"$W/full.log" 2>&1 || fail resume-reference "uninterrupted run failed: $(tail -3 "$W/full.log")"
 $MPI $BIN train --config "$W/tiny.yaml" --out "$W/int" >"$W/int.log" 2>&1 &
 mp=$!
-for _ in $(seq 1 600); do
-  [ -f "$W/int/metrics.jsonl" ] && [ "$(wc -l < "$W/int/metrics.jsonl")" -ge 3 ] && break
-  sleep 0.05
-done
-kill -TERM $mp; wait $mp
+# Stop it the way Slurm does (SIGTERM to every task) once it has logged 3 steps: wait for that
+# state, not for a time. Signalling mpirun instead would let its own kill timer race the ranks'
+# last step and checkpoint on a busy machine.
+wait_lines "$W/int/metrics.jsonl" 3 $mp
+kill -TERM $(ranks_of $mp) 2>/dev/null; wait $mp; rc=$?
 stopped=$(wc -l < "$W/int/metrics.jsonl")
-grep -q "stopped by signal" "$W/int.log" || fail resume-stop "no 'stopped by signal' message: $(tail -3 "$W/int.log")"
+if [ $rc -eq 15 ] && grep -q "stopped by signal" "$W/int.log"; then :; else
+  fail resume-stop "exit $rc after step $stopped, no 'stopped by signal' message: $(tail -3 "$W/int.log")"; fi
 $MPI $BIN train --config "$W/tiny.yaml" --out "$W/int" --resume auto >"$W/res.log" 2>&1 || fail resume-continue "resumed run failed: $(tail -3 "$W/res.log")"
 if python3 - "$W/full/metrics.jsonl" "$W/int/metrics.jsonl" <<'PY'
 import json, sys
@@ -52,15 +66,15 @@ else fail resume-bit-exact "losses differ after resume"; fi
 # 2. a killed rank ends the job
 $MPI $BIN train --config "$W/tiny.yaml" --out "$W/kill" --set train.epochs=50 >"$W/kill.log" 2>&1 &
 mp=$!
-for _ in $(seq 1 600); do [ -f "$W/kill/metrics.jsonl" ] && [ "$(wc -l < "$W/kill/metrics.jsonl")" -ge 2 ] && break; sleep 0.05; done
-victim=$(pgrep -f "train --config $W/tiny.yaml --out $W/kill" | while read p; do [ "$(cat /proc/$p/comm 2>/dev/null)" = "mcl-dist" ] && echo $p; done | tail -1)
+wait_lines "$W/kill/metrics.jsonl" 2 $mp
+victim=$(ranks_of $mp | tail -1)
 t0=$(date +%s)
 kill -KILL "$victim" 2>/dev/null
-( sleep 30; kill -KILL $mp 2>/dev/null ) & guard=$!
+( sleep 90; kill -KILL $mp 2>/dev/null ) & guard=$!   # a hang guard, not a timing check
 wait $mp; rc=$?
 kill $guard 2>/dev/null
 dt=$(( $(date +%s) - t0 ))
-if [ $rc -ne 0 ] && [ $dt -lt 20 ] && grep -qiE "rank [01]|process rank" "$W/kill.log"; then
+if [ $rc -ne 0 ] && [ $dt -lt 60 ] && grep -qiE "rank [01]|process rank" "$W/kill.log"; then
   ok kill-one-rank "exit $rc after ${dt} s: $(grep -iE 'rank [01]|process rank' "$W/kill.log" | head -1 | tr -s ' ')"
 else fail kill-one-rank "exit $rc after ${dt} s"; tail -5 "$W/kill.log"; fi
 
@@ -83,9 +97,9 @@ if [ $rc -ne 0 ] && echo "$out" | grep -q "enc.conv1.weight" && echo "$out" | gr
 else fail checkpoint-mismatch "exit $rc: $(echo "$out" | tail -2)"; fi
 
 # 6. `mcl-dist metrics` agrees with the golden metrics on the golden scores
-GD=${MCL_GOLDEN_DIR:-../shared/golden}
-for f in "$GD"/metrics-*.safetensors; do
-  case=$(basename "$f" .safetensors)
+GD=${MCL_GOLDEN_DIR:-$(cd "$(dirname "$0")/.." && pwd)/Tests/golden}
+for case in $(grep -E "^metrics-" "$GD/CASES.txt"); do
+  f=$GD/$case.safetensors
   python3 - "$f" "$W/$case" <<'PY'
 import json, struct, sys
 b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); base = 8 + n

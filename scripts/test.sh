@@ -1,62 +1,112 @@
 #!/usr/bin/env bash
-# The whole test suite: unit and golden tests (swift test), then the multi-rank MPI checks under
-# mpirun -np 1, 2 and 4 (oversubscribed), then the failure-handling check. Any failure on any rank
-# fails the script. Golden files come from MCL_GOLDEN_DIR (default ../shared/golden).
+# The whole test suite, from a bare clone:
+#   1. build everything (a failed build fails the suite);
+#   2. `swift test`: unit, finite-difference and golden tests on the repository's own golden set
+#      (Tests/golden, written by Tests/reference/make_golden.py), or on MCL_GOLDEN_DIR if set;
+#      then, when ../shared/golden exists and MCL_GOLDEN_DIR is unset, the golden tests again on it;
+#   3. the multi-rank MPI checks under mpirun -np 1, 2 and 4 (oversubscribed);
+#   4. a failing rank ends the whole job;
+#   5. the training-job checks (scripts/test-train-job.sh).
+# The last line is the tally of test cases: "N passed, M failed, K skipped", where a case is an
+# XCTest case, a Swift Testing test, an MPI check at one rank count, or a training-job check; a
+# process that dies before reporting counts as one failed case.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 command -v swift >/dev/null || export PATH=/opt/swift/usr/bin:$PATH
-export MCL_GOLDEN_DIR="${MCL_GOLDEN_DIR:-$(cd .. && pwd)/shared/golden}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
-status=0
+passed=0 failed=0 skipped=0
 t0=$(date +%s)
+LOG=$(mktemp -d)
+trap 'rm -rf "$LOG"' EXIT
+tally() { passed=$((passed + $1)); failed=$((failed + $2)); skipped=$((skipped + $3)); }
+finish() {
+  echo "== done in $(( $(date +%s) - t0 )) s"
+  echo "$passed passed, $failed failed, $skipped skipped"
+  [ "$failed" -eq 0 ] && exit 0 || exit 1
+}
 
-echo "== swift test (golden dir: $MCL_GOLDEN_DIR)"
-# Unit tests run with one elementwise thread per test process; the MPI checks below use 1 per rank.
-LOG=$(mktemp)
-swift test >"$LOG" 2>&1; rc=$?
-grep -E "^golden |error:|Test Suite 'All tests'" "$LOG" || true
-summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$LOG" | tail -1)
-echo "XCTest:${summary}"
-xc_total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/'); xc_failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
-[ -n "$xc_total" ] && [ "$xc_total" -gt 0 ] 2>/dev/null || { xc_total=0; xc_failed=1; }
-[ $rc -eq 0 ] || { echo "swift test FAILED (exit $rc)"; tail -20 "$LOG"; status=1; [ "$xc_failed" -gt 0 ] || xc_failed=1; }
-grep -q "golden .* FAIL" "$LOG" && { echo "a golden case FAILED"; status=1; }
-rm -f "$LOG"
-mpi_ok=0; mpi_fail=0
+echo "== build"
+if ! swift build --build-tests >"$LOG/build" 2>&1; then
+  grep -E "error:" "$LOG/build" | head -20; tail -5 "$LOG/build"
+  echo "build FAILED"; tally 0 1 0; finish
+fi
+BIN_DIR=$(swift build --show-bin-path)
+
+# Counts the cases of one `swift test` log: XCTest "Test Case '...' passed|failed|skipped" and
+# Swift Testing "Test name passed|failed|skipped"; a case that started and never ended (a crash)
+# and a non-zero exit with no failed case each count as one failure.
+swift_tally() {  # log exit-code label
+  local log=$1 rc=$2 label=$3 p f s started
+  p=$(grep -cE "^Test Case '.*' passed" "$log"); f=$(grep -cE "^Test Case '.*' failed" "$log")
+  s=$(grep -cE "^Test Case '.*' skipped" "$log"); started=$(grep -cE "^Test Case '.*' started" "$log")
+  local st_p st_f st_s
+  st_p=$(grep -E "^[^ ]+ Test .* passed after" "$log" | grep -vc "Test run with")
+  st_f=$(grep -E "^[^ ]+ Test .* failed after" "$log" | grep -vc "Test run with")
+  st_s=$(grep -E "^[^ ]+ Test .* skipped" "$log" | grep -vc "Test run with")
+  local crashed=$(( started - p - f - s ))
+  [ $crashed -gt 0 ] && echo "$label: $crashed test case(s) started and never ended"
+  f=$(( f + st_f + (crashed > 0 ? crashed : 0) ))
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then echo "$label: swift test exited $rc with no failed case"; f=1; fi
+  grep -E "error:|failed \(" "$log" | grep -v "^Test Suite" | head -20
+  echo "$label: $((p + st_p)) passed, $f failed, $((s + st_s)) skipped"
+  tally $((p + st_p)) "$f" $((s + st_s))
+}
+
+# Every case of a golden folder's manifest prints exactly one `golden <case>` line.
+golden_lines() {  # log golden-dir label
+  local log=$1 dir=$2 label=$3 want got
+  want=$(grep -vE '^\s*(#|$)' "$dir/CASES.txt" 2>/dev/null | sort)
+  got=$(grep -E "^golden " "$log" | awk '{print $2}' | sort)
+  if [ -n "$want" ] && [ "$want" = "$(echo "$got" | sort -u)" ] && [ "$(echo "$got" | wc -l)" -eq "$(echo "$want" | wc -l)" ]; then
+    echo "golden-lines $label ok: one line for each of the $(echo "$want" | wc -l) cases of $dir/CASES.txt"; tally 1 0 0
+  else
+    echo "golden-lines $label FAIL: the golden lines do not match $dir/CASES.txt one to one:"
+    diff <(echo "$want") <(echo "$got") | head -10; tally 0 1 0
+  fi
+}
+
+GOLDEN=${MCL_GOLDEN_DIR:-$(pwd)/Tests/golden}
+echo "== swift test (golden set: $GOLDEN)"
+swift test --skip-build >"$LOG/unit" 2>&1; rc=$?
+grep -E "^golden " "$LOG/unit"
+swift_tally "$LOG/unit" $rc "swift test"
+golden_lines "$LOG/unit" "$GOLDEN" "(swift test)"
+
+if [ -z "${MCL_GOLDEN_DIR:-}" ] && [ -f ../shared/golden/CASES.txt ]; then
+  SHARED=$(cd ../shared/golden && pwd)
+  echo "== golden tests again on the shared reference set ($SHARED)"
+  MCL_GOLDEN_DIR=$SHARED swift test --skip-build --filter Golden >"$LOG/shared" 2>&1; rc=$?
+  grep -E "^golden " "$LOG/shared"
+  swift_tally "$LOG/shared" $rc "golden tests on $SHARED"
+  golden_lines "$LOG/shared" "$SHARED" "(shared)"
+fi
 
 echo "== multi-rank checks"
-swift build --product mcl-mpi-check 2>&1 | grep -E "error" && status=1
-CHECK=$(swift build --product mcl-mpi-check --show-bin-path)/mcl-mpi-check
+CHECK=$BIN_DIR/mcl-mpi-check
 for np in 1 2 4; do
   out=$(timeout 600 mpirun -np "$np" --oversubscribe --bind-to none -x MCL_THREADS=1 -x OPENBLAS_NUM_THREADS=1 "$CHECK" 2>&1); rc=$?
   echo "$out" | grep -E "^mpi |^  step"
-  mpi_ok=$((mpi_ok + $(echo "$out" | grep -c "^mpi .* ok ")))
-  mpi_fail=$((mpi_fail + $(echo "$out" | grep -c "^mpi .* FAIL")))
-  if [ $rc -ne 0 ]; then echo "mpi checks FAIL at np=$np (exit $rc)"; echo "$out" | tail -5; status=1; mpi_fail=$((mpi_fail + 1)); fi
+  ok=$(echo "$out" | grep -cE "^mpi .* ok "); bad=$(echo "$out" | grep -cE "^mpi .* FAIL"); sk=$(echo "$out" | grep -cE "^mpi .* skipped")
+  if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then echo "mpi checks FAIL at np=$np (exit $rc)"; echo "$out" | tail -5; bad=1; fi
+  tally "$ok" "$bad" "$sk"
 done
 
 echo "== a failing rank ends the whole job"
 t1=$(date +%s)
 out=$(timeout 60 mpirun -np 2 --oversubscribe --bind-to none -x MCL_THREADS=1 "$CHECK" abort-test 2>&1); rc=$?
 t2=$(date +%s)
-if [ $rc -ne 0 ] && [ $rc -ne 124 ] && echo "$out" | grep -q "rank 1: simulated failure" && [ $((t2 - t1)) -lt 30 ]; then
-  echo "abort-test ok: exit $rc in $((t2 - t1)) s, message: $(echo "$out" | grep 'rank 1:' | head -1)"; mpi_ok=$((mpi_ok + 1))
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && echo "$out" | grep -q "rank 1: simulated failure"; then
+  echo "abort-test ok: exit $rc in $((t2 - t1)) s, message: $(echo "$out" | grep 'rank 1:' | head -1)"; tally 1 0 0
 else
-  echo "abort-test FAIL: exit $rc after $((t2 - t1)) s"; echo "$out" | tail -5; status=1; mpi_fail=$((mpi_fail + 1))
+  echo "abort-test FAIL: exit $rc after $((t2 - t1)) s (124 = still running after 60 s)"; echo "$out" | tail -5; tally 0 1 0
 fi
 
 echo "== training job: resume, failures, config errors (2 ranks)"
-swift build --product mcl-dist 2>&1 | grep -E "error" && status=1
-BIN=$(swift build --product mcl-dist --show-bin-path)/mcl-dist
-out=$(bash scripts/test-train-job.sh "$BIN" 2>&1); rc=$?
+out=$(MCL_GOLDEN_DIR=$GOLDEN bash scripts/test-train-job.sh "$BIN_DIR/mcl-dist" 2>&1); rc=$?
 echo "$out" | grep -E "^train-job "
-mpi_ok=$((mpi_ok + $(echo "$out" | grep -c "^train-job .* ok ")))
-mpi_fail=$((mpi_fail + $(echo "$out" | grep -c "^train-job .* FAIL")))
-[ $rc -eq 0 ] || { echo "$out" | tail -10; status=1; }
+ok=$(echo "$out" | grep -cE "^train-job .* ok "); bad=$(echo "$out" | grep -cE "^train-job .* FAIL")
+if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then echo "training-job checks exited $rc"; echo "$out" | tail -10; bad=1; fi
+tally "$ok" "$bad" 0
 
-echo "== done in $(( $(date +%s) - t0 )) s"
-passed=$(( xc_total - xc_failed + mpi_ok )); failed=$(( xc_failed + mpi_fail ))
-[ $status -eq 0 ] || [ $failed -gt 0 ] || failed=1
-echo "$passed passed, $failed failed"
-exit $status
+finish

@@ -141,10 +141,3 @@ public func accuracy(pred: [Int], labels: [Int]) -> Double {
     for i in 0..<pred.count where pred[i] == labels[i] { hit += 1 }
     return 100 * Double(hit) / Double(pred.count)
 }
-
-/// Reads `ind_scores` and `ood_scores` (any float or integer dtype) from a safetensors file, the
-/// layout of the golden `metrics-*` cases, and returns their metrics.
-public func oodMetrics(scoresFile path: String) throws -> OODMetrics {
-    let f = try SafeTensorsFile(path: path)
-    return oodMetrics(inScores: try f.doubles("ind_scores"), oodScores: try f.doubles("ood_scores"))
-}

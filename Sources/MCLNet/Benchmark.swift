@@ -11,9 +11,12 @@ public struct TrainBenchResult: Codable, Sendable {
     public var steps: Int
     public var seconds_per_step: Double
     public var images_per_s: Double
-    /// Achieved GFLOPS, counting forward + backward as 3x the forward FLOPs (incl. the head).
+    /// Achieved GFLOPS of the whole job (all ranks), counting forward + backward as 3x the
+    /// forward FLOPs (incl. the head).
     public var gflops: Double
     public var gflop_per_image: Double
+    /// Medians over the timed steps of one rank's phases: forward; backward (without the
+    /// gradient allreduce, which is `allreduce_ms`); the SGD update.
     public var forward_ms: Double
     public var backward_ms: Double
     public var sgd_ms: Double
@@ -59,7 +62,7 @@ public enum TrainBenchmark {
             if it >= warmup { comm.append(t2 - tb) }
             opt.step(params: model.store.values.ptr, grads: model.store.grads.ptr, count: model.store.paramCount, lr: 0.01)
             let t3 = ProcessStats.now()
-            if it >= warmup { fwd.append(t1 - t0); bwd.append(t2 - t1); sgd.append(t3 - t2); total.append(t3 - t0) }
+            if it >= warmup { fwd.append(t1 - t0); bwd.append(tb - t1); sgd.append(t3 - t2); total.append(t3 - t0) }
         }
         func median(_ a: [Double]) -> Double { let s = a.sorted(); return s[s.count / 2] }
         let step = median(total)

@@ -289,29 +289,6 @@ public func fileSafeName(_ s: String) -> String {
     return t.isEmpty ? "_" : t
 }
 
-/// Writes one score per line (Swift's shortest round-trip decimal form; "-inf"/"nan" as such).
-public func writeScoreFile(_ scores: [Double], to path: String) throws {
-    var s = ""
-    s.reserveCapacity(scores.count * 22)
-    for x in scores { s += "\(x)\n" }
-    try AtomicFile.write(Data(s.utf8), to: path)
-}
-
-/// Reads a score file (one number per line; blank lines and lines starting with '#' skipped).
-public func readScoreFile(_ path: String) throws -> [Double] {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-        throw EvalError("\(path): cannot read the score file")
-    }
-    var out: [Double] = []
-    for (k, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-        let t = line.trimmingCharacters(in: .whitespaces)
-        if t.isEmpty || t.hasPrefix("#") { continue }
-        guard let v = Double(t) else { throw EvalError("\(path): line \(k + 1): '\(t)' is not a number") }
-        out.append(v)
-    }
-    return out
-}
-
 /// Writes `report.md`, `report.json` and the figures and score files into `directory`:
 /// - `roc-<tag>.png` for every SEI row (tag from `seiRowTag`: `1way`, `4way-avg`, `8way-wavg`, ...),
 ///   one ROC curve per OOD set;
@@ -429,17 +406,20 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
     let V = options.encodedViews
     func say(_ s: String) { if rank == 0 { log(s) } }
 
+    /// Encodes this rank's share, gathers every rank's, and reports what was measured: the
+    /// inputs (images x views) encoded by all ranks over the slowest rank's time, and rank 0's own.
     func timed(_ what: String, images: Int, views: Int, _ body: () -> [Float]) -> [Float] {
         let t0 = ProcessStats.now()
         let local = body()
         let t1 = ProcessStats.now()
+        var slowest = [t1 - t0]
+        comm.allreduceMax(&slowest)
         let all = comm.allgatherv(local)
         let t2 = ProcessStats.now()
-        let localViews = local.count / dim
-        let rate = Double(localViews) / max(t1 - t0, 1e-9)
-        say("eval: encoded \(what): \(images) images x \(views) views = \(images * views) inputs in "
-            + String(format: "%.2f s (rank 0: %.1f images/s, ~%.1f images/s over %d rank(s)); gather %.2f s",
-                     t1 - t0, rate, rate * Double(size), size, t2 - t1))
+        let inputs = images * views
+        say("eval: encoded \(what): \(images) images x \(views) views = \(inputs) inputs in "
+            + String(format: "%.2f s (%.1f inputs/s over %d rank(s); rank 0: %d inputs in %.2f s); gather %.2f s",
+                     slowest[0], Double(inputs) / max(slowest[0], 1e-9), size, local.count / max(dim, 1), t1 - t0, t2 - t1))
         return all
     }
 

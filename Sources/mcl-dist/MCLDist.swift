@@ -190,22 +190,9 @@ struct Metrics: ParsableCommand {
     @Option(help: "Out-of-distribution scores.") var ood: String
     @Flag(help: "Print JSON (keys auroc, aupr_in, aupr_out, fpr95; percent).") var json = false
 
-    static func readScores(_ path: String) throws -> [Double] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError("\(path): cannot read") }
-        var out: [Double] = []
-        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let t = line.trimmingCharacters(in: .whitespaces)
-            if t.isEmpty { continue }
-            guard let v = Double(t), v.isFinite else { throw ConfigError("\(path):\(i + 1): '\(t)' is not a finite number") }
-            out.append(v)
-        }
-        if out.isEmpty { throw ConfigError("\(path): no scores") }
-        return out
-    }
-
     func run() throws {
         runGuarded {
-            let m = oodMetrics(inScores: try Metrics.readScores(inFile), oodScores: try Metrics.readScores(ood))
+            let m = oodMetrics(inScores: try readScoreFile(inFile), oodScores: try readScoreFile(ood))
             if json {
                 print(String(format: "{\"auroc\": %.10g, \"aupr_in\": %.10g, \"aupr_out\": %.10g, \"fpr95\": %.10g}", m.auroc, m.auprIn, m.auprOut, m.fpr95))
             } else {

@@ -6,72 +6,61 @@ import MCLCore
 /// Checks the deterministic augmentation operations against torchvision (golden `augment-*`).
 final class AugmentGoldenTests: XCTestCase {
     func testGoldenAugmentOps() throws {
-        let cases = Golden.cases(prefix: "augment-")
-        XCTAssertFalse(cases.isEmpty, "no golden augment-* cases in \(Golden.directory)")
-        var failures: [String] = []
-        for name in cases {
-            do {
-                let (err, problems) = try check(name)
-                if problems.isEmpty {
-                    Golden.report(name, maxRelErr: err)
-                } else {
-                    let why = problems.joined(separator: "; ")
-                    Golden.reportFailure(name, why)
-                    failures.append("\(name): \(why)")
-                }
-            } catch {
-                Golden.reportFailure(name, "\(error)")
-                failures.append("\(name): \(error)")
-            }
+        let failures = GoldenSet().run("augment-") { c in
+            let (err, problems) = try check(c)
+            guard problems.isEmpty else { throw GoldenMismatch(problems.joined(separator: "; ")) }
+            return err
         }
         XCTAssertTrue(failures.isEmpty, failures.joined(separator: "\n"))
     }
 
+    /// The crop box of `resized_crop`, from metadata `crop` = "top=T,left=L,height=H,width=W".
+    static func cropBox(_ c: GoldenCase) throws -> (top: Int, left: Int, height: Int, width: Int) {
+        let s = try c.string("crop")
+        var d: [String: Int] = [:]
+        for part in s.split(separator: ",") {
+            let kv = part.split(separator: "=")
+            guard kv.count == 2, let v = Int(kv[1]) else { throw GoldenMismatch("metadata crop = '\(s)': '\(part)' is not key=integer") }
+            d[String(kv[0]).trimmingCharacters(in: .whitespaces)] = v
+        }
+        guard let t = d["top"], let l = d["left"], let h = d["height"], let w = d["width"] else {
+            throw GoldenMismatch("metadata crop = '\(s)' lacks one of top, left, height, width")
+        }
+        return (t, l, h, w)
+    }
+
     /// Returns the largest error (relative to the largest reference element, per op and image)
-    /// and the list of ops over tolerance.
-    private func check(_ name: String) throws -> (Double, [String]) {
-        let f = try Golden.open(name)
+    /// and the list of ops over tolerance. `rot90` is one quarter turn counter-clockwise (the
+    /// format's definition, golden/README.md).
+    private func check(_ c: GoldenCase) throws -> (Double, [String]) {
+        let f = c.file
         let shape = try f.shape("input")
-        XCTAssertEqual(shape.count, 4)
-        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        guard shape.count == 4 else { throw GoldenMismatch("input has shape \(shape)") }
+        let (n, ch, h, w) = (shape[0], shape[1], shape[2], shape[3])
         let input = try f.floats("input")
-        func meta(_ k: String) throws -> Float {
-            guard let s = f.metadata[k], let v = Float(s) else { throw DataError(f.path, "metadata '\(k)' missing") }
-            return v
-        }
-        var crop = (top: 3, left: 5, height: 20, width: 24)
-        if let s = f.metadata["crop"] {
-            var d: [String: Int] = [:]
-            for part in s.split(separator: ",") {
-                let kv = part.split(separator: "=")
-                if kv.count == 2, let v = Int(kv[1]) { d[String(kv[0]).trimmingCharacters(in: .whitespaces)] = v }
-            }
-            crop = (d["top"] ?? 3, d["left"] ?? 5, d["height"] ?? 20, d["width"] ?? 24)
-        }
-        let k = Int(f.metadata["rot90_k"] ?? f.metadata["k"] ?? "1") ?? 1
-        let per = c * h * w
+        func meta(_ k: String) throws -> Float { Float(try c.double(k)) }
+        let crop = try Self.cropBox(c)
+        let per = ch * h * w
         func image(_ i: Int) -> FloatImage {
-            FloatImage(channels: c, height: h, width: w, pixels: Array(input[(i * per)..<((i + 1) * per)]))
+            FloatImage(channels: ch, height: h, width: w, pixels: Array(input[(i * per)..<((i + 1) * per)]))
         }
-        typealias Op = (String, Double, (FloatImage) -> FloatImage)
-        var ops: [Op] = []
-        if f.has("brightness") { let v = try meta("brightness"); ops.append(("brightness", 1e-4, { $0.adjustBrightness(v) })) }
-        if f.has("contrast") { let v = try meta("contrast"); ops.append(("contrast", 1e-4, { $0.adjustContrast(v) })) }
-        if f.has("saturation") { let v = try meta("saturation"); ops.append(("saturation", 1e-4, { $0.adjustSaturation(v) })) }
-        if f.has("hue") { let v = try meta("hue"); ops.append(("hue", 1e-4, { $0.adjustHue(v) })) }
-        if f.has("grayscale") { ops.append(("grayscale", 1e-4, { $0.toGrayscale() })) }
-        if f.has("resized_crop") {
-            let cr = crop
-            ops.append(("resized_crop", 1e-3, { $0.resizedCrop(top: cr.top, left: cr.left, height: cr.height, width: cr.width, outHeight: h, outWidth: w) }))
-        }
-        if f.has("hflip") { ops.append(("hflip", 1e-4, { $0.hflip() })) }
-        if f.has("rot90") { ops.append(("rot90", 1e-4, { $0.rot90(k) })) }
-        XCTAssertFalse(ops.isEmpty, "\(name): no known outputs")
+        let (b, con, sat, hue) = (try meta("brightness"), try meta("contrast"), try meta("saturation"), try meta("hue"))
+        // Every output of the format is required: a case that lacks one fails in `f.floats`.
+        let ops: [(String, Double, (FloatImage) -> FloatImage)] = [
+            ("brightness", 1e-4, { $0.adjustBrightness(b) }),
+            ("contrast", 1e-4, { $0.adjustContrast(con) }),
+            ("saturation", 1e-4, { $0.adjustSaturation(sat) }),
+            ("hue", 1e-4, { $0.adjustHue(hue) }),
+            ("grayscale", 1e-4, { $0.toGrayscale() }),
+            ("resized_crop", 1e-3, { $0.resizedCrop(top: crop.top, left: crop.left, height: crop.height, width: crop.width, outHeight: h, outWidth: w) }),
+            ("hflip", 1e-4, { $0.hflip() }),
+            ("rot90", 1e-4, { $0.rot90(1) }),
+        ]
         var worst = 0.0
         var problems: [String] = []
         for (op, tol, fn) in ops {
             let ref = try f.floats(op)
-            XCTAssertEqual(ref.count, n * per, "\(name).\(op)")
+            guard ref.count == n * per else { throw GoldenMismatch("\(op) has \(ref.count) values, want \(n * per)") }
             var opWorst = 0.0
             for i in 0..<n {
                 let got = fn(image(i)).pixels

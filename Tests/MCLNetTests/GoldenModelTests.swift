@@ -4,46 +4,41 @@ import MCLCore
 
 /// Golden tests against PyTorch: every `model-*` file and `optim-sgd-nesterov-cosine`.
 final class GoldenModelTests: XCTestCase {
-    /// Three engines on every case: the default (Winograd for 3x3 stride-1 convolutions with at
-    /// least `Winograd.minChannels` inputs, which the width-8 golden models do not reach), Winograd on
+    /// Every listed `model-*` case, checked with three engines and reported on one line (the
+    /// worst of the three): the default (Winograd for 3x3 stride-1 convolutions with at least
+    /// `Winograd.minChannels` inputs, which the width-8 golden models do not reach), Winograd on
     /// every stride-1 3x3 layer with 8 or more inputs, and the deterministic im2col path.
     func testGoldenModels() throws {
         let savedMin = Winograd.minChannels
         defer { Conv2d.deterministic = false; Winograd.minChannels = savedMin }
-        for (det, minChannels, label) in [(false, savedMin, ""), (false, 8, " (winograd)"), (true, savedMin, " (deterministic)")] {
-            Conv2d.deterministic = det
-            Winograd.minChannels = minChannels
-            try goldenModels(label: label)
-        }
-    }
-
-    func goldenModels(label: String) throws {
-        let cases = Golden.cases(prefix: "model-")
-        XCTAssertFalse(cases.isEmpty, "no model-* golden files in \(Golden.directory)")
-        var failures: [String] = []
-        for name in cases {
-            do {
-                let err = try checkModel(name)
-                if err.worst <= 1e-3 { Golden.report(name + label, maxRelErr: err.worst) }
-                else { Golden.reportFailure(name + label, err.what); failures.append(name) }
-            } catch {
-                Golden.reportFailure(name, "\(error)"); failures.append(name)
+        let failures = GoldenSet().run("model-") { c in
+            var worst = 0.0
+            for (det, minChannels, engine) in [(false, savedMin, "default"), (false, 8, "winograd"), (true, savedMin, "deterministic")] {
+                Conv2d.deterministic = det
+                Winograd.minChannels = minChannels
+                let err = try checkModel(c)
+                guard err.worst <= 1e-3 else { throw GoldenMismatch("\(engine) engine: \(err.what)") }
+                worst = max(worst, err.worst)
             }
+            return worst
         }
         XCTAssertTrue(failures.isEmpty, "golden failures: \(failures)")
     }
 
-    func checkModel(_ name: String) throws -> (worst: Double, what: String) {
-        let f = try Golden.open(name)
-        let md = f.metadata
-        let cfg = ModelConfig(arch: md["arch"] ?? "resnet18", width: Int(md["width"] ?? "") ?? 8,
-                              projectorHidden: Int(md["projector_hidden"] ?? "") ?? 32,
-                              projectionDim: Int(md["projection_dim"] ?? "") ?? 16)
+    func checkModel(_ c: GoldenCase) throws -> (worst: Double, what: String) {
+        let f = c.file
+        let cfg = ModelConfig(arch: try c.string("arch"), width: try c.int("width"),
+                              projectorHidden: try c.int("projector_hidden"), projectionDim: try c.int("projection_dim"))
         let model = try ResNetModel(cfg)
+        for bn in model.batchNorms {
+            guard Double(bn.eps) == Double(Float(try c.double("bn_eps"))),
+                  Double(bn.momentum) == Double(Float(try c.double("bn_momentum"))) else {
+                throw GoldenMismatch("bn_eps \(try c.string("bn_eps")) / bn_momentum \(try c.string("bn_momentum")) differ from the engine's \(bn.eps) / \(bn.momentum)")
+            }
+        }
         try model.store.load(from: f, prefix: "param.")
-        let inShape = try f.shape("input")
-        let n = inShape[0]
-        let input = try f.floats("input")
+        let n = try c.int("batch")
+        let input = try f.floats("input", shape: [n, 3, 32, 32])
         var worst = 0.0, what = ""
         func check(_ label: String, _ got: [Float], _ want: [Float]) {
             let e = Compare.relToMax(got, want)
@@ -74,19 +69,16 @@ final class GoldenModelTests: XCTestCase {
     }
 
     func testGoldenOptimizer() throws {
-        let cases = Golden.cases(prefix: "optim-")
-        XCTAssertFalse(cases.isEmpty, "no optim-* golden files")
-        var failures: [String] = []
-        for name in cases {
-            let f = try Golden.open(name)
+        let failures = GoldenSet().run("optim-") { c in
+            let f = c.file
             let p0 = try f.floats("param0")
             let count = p0.count
-            let grads = try f.floats("grads"), want = try f.floats("params"), lrs = try f.doubles("lr")
-            let steps = lrs.count
-            let sched = CosineSchedule(baseLR: try f.metaDouble("base_lr"), totalSteps: Int(try f.metaDouble("total_steps")),
-                                       etaMin: try f.metaDouble("eta_min"))
-            let opt = SGD(count: count, momentum: Float(try f.metaDouble("momentum")),
-                          weightDecay: Float(try f.metaDouble("weight_decay")), nesterov: f.metadata["nesterov"] == "true")
+            let steps = try c.int("total_steps")
+            let grads = try f.floats("grads", shape: [steps, count]), want = try f.floats("params", shape: [steps, count])
+            let lrs = try f.doubles("lr", shape: [steps])
+            let sched = CosineSchedule(baseLR: try c.double("base_lr"), totalSteps: steps, etaMin: try c.double("eta_min"))
+            let opt = SGD(count: count, momentum: Float(try c.double("momentum")),
+                          weightDecay: Float(try c.double("weight_decay")), nesterov: try c.bool("nesterov"))
             let params = FloatBuffer(count: count)
             params.copy(from: p0)
             var worst = 0.0
@@ -98,8 +90,8 @@ final class GoldenModelTests: XCTestCase {
                 }
                 worst = max(worst, Compare.relToMax(params.array, Array(want[(t * count)..<((t + 1) * count)])))
             }
-            if worst <= 1e-5 { Golden.report(name, maxRelErr: worst) }
-            else { Golden.reportFailure(name, "max rel err \(worst)"); failures.append(name) }
+            guard worst <= 1e-5 else { throw GoldenMismatch("max rel err \(worst)") }
+            return worst
         }
         XCTAssertTrue(failures.isEmpty, "\(failures)")
     }

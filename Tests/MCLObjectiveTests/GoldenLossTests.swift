@@ -2,70 +2,52 @@ import XCTest
 import MCLCore
 @testable import MCLObjective
 
-/// Parses a golden case's metadata into a loss configuration (absent keys take the defaults).
-func goldenConfig(_ md: [String: String], name: String) throws -> LossConfig {
-    func number(_ key: String, _ fallback: Double) throws -> Double {
-        guard let s = md[key] else { return fallback }
-        guard let v = Double(s) else { throw SafeTensorsError("\(name): metadata \(key) = '\(s)' is not a number") }
-        return v
+/// A golden loss case's metadata as a loss configuration. Every field the loss reads must be in
+/// the metadata; fields a kind does not read (alpha and beta for SimCLR/SupCon, the SPA mode
+/// except for SPA/MCL, the SPA weight except for MCL) are set to NaN / an unused mode, so a kind
+/// that read them anyway would fail its case.
+func goldenConfig(_ c: GoldenCase) throws -> LossConfig {
+    let kindName = try c.string("kind")
+    guard let kind = LossKind(rawValue: kindName) else { throw GoldenMismatch("unknown kind '\(kindName)'") }
+    let masked = kind == .ccm || kind == .spa || kind == .mcl
+    let sampled = kind == .spa || kind == .mcl
+    var spa = SPAMode.official
+    if sampled {
+        let s = try c.string("spa")
+        guard let m = SPAMode(rawValue: s) else { throw GoldenMismatch("unknown spa mode '\(s)'") }
+        spa = m
     }
-    guard let k = md["kind"], let kind = LossKind(rawValue: k) else {
-        throw SafeTensorsError("\(name): unknown kind '\(md["kind"] ?? "<missing>")'")
-    }
-    let spaName = md["spa"] ?? SPAMode.official.rawValue
-    guard let spa = SPAMode(rawValue: spaName) else { throw SafeTensorsError("\(name): unknown spa mode '\(spaName)'") }
-    var floor: Double? = 1e-7
-    if let f = md["floor"] { floor = f == "none" ? nil : try number("floor", 0) }
-    let useAux: Bool
-    switch md["use_aux"] ?? "true" {
-    case "true", "True", "1": useAux = true
-    case "false", "False", "0": useAux = false
-    case let other: throw SafeTensorsError("\(name): use_aux = '\(other)' is not a boolean")
-    }
-    return LossConfig(kind: kind, spa: spa, tau: try number("tau", 0.2), alpha: try number("alpha", 0.05),
-                      beta: try number("beta", 2.0), spaWeight: try number("spa_weight", 1), floor: floor,
-                      useAux: useAux)
+    let floor: Double? = try c.string("floor") == "none" ? nil : try c.double("floor")
+    return LossConfig(kind: kind, spa: spa, tau: try c.double("tau"),
+                      alpha: masked ? try c.double("alpha") : .nan, beta: masked ? try c.double("beta") : .nan,
+                      spaWeight: kind == .mcl ? try c.double("spa_weight") : .nan, floor: floor,
+                      useAux: try c.bool("use_aux"))
 }
 
 final class GoldenLossTests: XCTestCase {
-    /// Every `loss-*` golden file: loss to 1e-5 relative, dL/dz to 1e-4 relative to its largest element.
+    /// Every listed `loss-*` case: loss to 1e-5 relative, dL/dz to 1e-4 relative to its largest element.
     func testGoldenLosses() throws {
-        let cases = Golden.cases(prefix: "loss-")
-        XCTAssertFalse(cases.isEmpty, "no loss-* golden files in \(Golden.directory)")
-        var failures: [String] = []
-        for name in cases {
-            do {
-                let f = try Golden.open(name)
-                let config = try goldenConfig(f.metadata, name: name)
-                let shape = try f.shape("z")
-                guard shape.count == 2 else { throw SafeTensorsError("\(name): z has shape \(shape)") }
-                let (v, d) = (shape[0], shape[1])
-                let z = try f.floats("z")
-                let main = try f.ints("main", shape: [v]).map(Int32.init)
-                let aux = try f.ints("aux", shape: [v]).map(Int32.init)
-                var targets: [Int32]? = nil
-                if f.has("spa_target") { targets = try f.ints("spa_target", shape: [v]).map(Int32.init) }
-                if config.needsSPATargets && targets == nil {
-                    throw SafeTensorsError("\(name): \(config.spa.rawValue) SPA without spa_target")
-                }
-                let wantLoss = try f.doubles("loss", shape: [1])[0]
-                let wantGrad = try f.floats("grad_z", shape: [v, d])
-                let out = mclLoss(z: z, views: v, dim: d, main: main, aux: aux, spaTargets: targets, config: config)
-                let lossErr = abs(out.loss - wantLoss) / max(abs(wantLoss), 1e-30)
-                let gradErr = Compare.relToMax(out.gradZ, wantGrad)
-                if !(lossErr <= 1e-5) {
-                    failures.append(name)
-                    Golden.reportFailure(name, "loss \(out.loss) vs \(wantLoss) (rel \(lossErr))")
-                } else if !(gradErr <= 1e-4) {
-                    failures.append(name)
-                    Golden.reportFailure(name, "grad_z rel-to-max error \(gradErr) (loss rel \(lossErr))")
-                } else {
-                    Golden.report(name, maxRelErr: max(lossErr, gradErr))
-                }
-            } catch {
-                failures.append(name)
-                Golden.reportFailure(name, "\(error)")
+        let failures = GoldenSet().run("loss-") { c in
+            let f = c.file
+            let config = try goldenConfig(c)
+            let v = try c.int("views"), d = try c.int("dim")
+            let z = try f.floats("z", shape: [v, d])
+            let main = try f.ints("main", shape: [v]).map(Int32.init)
+            let aux = try f.ints("aux", shape: [v]).map(Int32.init)
+            let C = try c.int("num_main"), R = try c.int("num_aux")
+            guard main.allSatisfy({ $0 >= 0 && $0 < C }), aux.allSatisfy({ $0 >= 0 && $0 < R }) else {
+                throw GoldenMismatch("labels outside num_main \(C) / num_aux \(R)")
             }
+            var targets: [Int32]? = nil
+            if config.needsSPATargets { targets = try f.ints("spa_target", shape: [v]).map(Int32.init) }
+            let wantLoss = try f.doubles("loss", shape: [1])[0]
+            let wantGrad = try f.floats("grad_z", shape: [v, d])
+            let out = mclLoss(z: z, views: v, dim: d, main: main, aux: aux, spaTargets: targets, config: config)
+            let lossErr = abs(out.loss - wantLoss) / max(abs(wantLoss), 1e-30)
+            let gradErr = Compare.relToMax(out.gradZ, wantGrad)
+            guard lossErr <= 1e-5 else { throw GoldenMismatch("loss \(out.loss) vs \(wantLoss) (rel \(lossErr))") }
+            guard gradErr <= 1e-4 else { throw GoldenMismatch("grad_z rel-to-max error \(gradErr) (loss rel \(lossErr))") }
+            return max(lossErr, gradErr)
         }
         XCTAssertTrue(failures.isEmpty, "golden loss cases failed: \(failures)")
     }

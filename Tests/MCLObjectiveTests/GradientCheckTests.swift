@@ -52,8 +52,17 @@ final class GradientCheckTests: XCTestCase {
             XCTAssertEqual(out.loss, ref.loss, accuracy: 1e-5 * abs(ref.loss), name)
             XCTAssertEqual(out.ccm, ref.ccm, accuracy: 1e-5 * max(abs(ref.ccm), 1e-3), name)
             XCTAssertEqual(out.spa, ref.spa, accuracy: 1e-5 * max(abs(ref.spa), 1e-3), name)
-            XCTAssertEqual(out.loss, config.kind == .mcl ? out.ccm + config.spaWeight * out.spa
-                                     : config.kind == .spa ? out.spa : out.ccm, accuracy: 1e-12, name)
+            if config.kind == .mcl {
+                // MCL = CCM + lambda SPA (SPEC 3): the MCL kind against the two losses computed alone.
+                var ccmOnly = config, spaOnly = config
+                ccmOnly.kind = .ccm
+                spaOnly.kind = .spa
+                let c = mclLoss(z: batch.z, views: v, dim: dim, main: batch.main, aux: batch.aux, spaTargets: targets, config: ccmOnly)
+                let s = mclLoss(z: batch.z, views: v, dim: dim, main: batch.main, aux: batch.aux, spaTargets: targets, config: spaOnly)
+                XCTAssertEqual(out.loss, c.loss + config.spaWeight * s.loss, accuracy: 1e-6 * abs(out.loss), name)
+                let composed = zip(c.gradZ, s.gradZ).map { Double($0) + config.spaWeight * Double($1) }
+                XCTAssertLessThan(Compare.relToMax(out.gradZ.map(Double.init), composed), 1e-5, "dL/dz of MCL vs CCM + lambda SPA, \(name)")
+            }
             // Central differences of the double reference.
             let h = 1e-6
             var fd = [Double](repeating: 0, count: zd.count)

@@ -115,12 +115,13 @@ final class SPASamplingTests: XCTestCase {
 
     /// The golden SPA targets follow the same rules (official pairing, B+ membership).
     func testGoldenTargetsFollowTheRules() throws {
-        let cases = Golden.cases(prefix: "loss-")
-        try XCTSkipIf(cases.isEmpty, "no golden loss files")
-        for name in cases {
-            let f = try Golden.open(name)
-            guard f.has("spa_target") else { continue }
-            let config = try goldenConfig(f.metadata, name: name)
+        let set = GoldenSet()
+        var checked = 0
+        for name in try set.cases("loss-") {
+            let c = try set.open(name)
+            let config = try goldenConfig(c)
+            guard config.needsSPATargets else { continue }
+            let f = c.file
             let t = try f.ints("spa_target")
             let y = try f.ints("main"), r = try f.ints("aux")
             for i in 0..<t.count where t[i] >= 0 {
@@ -129,6 +130,8 @@ final class SPASamplingTests: XCTestCase {
                     XCTAssertTrue(t[i] % 2 == 0 && t[i + 1] == t[i] + 1, "\(name) image \(i / 2)")
                 }
             }
+            checked += 1
         }
+        XCTAssertGreaterThan(checked, 0, "no golden case with SPA targets in \(set.manifestPath)")
     }
 }

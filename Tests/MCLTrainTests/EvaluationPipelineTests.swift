@@ -19,34 +19,24 @@ final class EvaluationPipelineTests: XCTestCase {
         return (r.ok, r.worst)
     }
 
+    /// Every listed `sei-*` case through `evaluateFeatures`. The case's own `golden` line comes
+    /// from GoldenEvalTests; this test reports through XCTest only.
     func testGoldenSEIThroughPipeline() throws {
-        let cases = Golden.cases(prefix: "sei-")
-        XCTAssertFalse(cases.isEmpty, "no sei-* golden cases in \(Golden.directory)")
-        var failures: [String] = []
-        for name in cases {
-            let label = name + "/pipeline"
-            do {
-                if let why = try checkGolden(name) {
-                    Golden.reportFailure(label, why)
-                    failures.append(name)
-                } else {
-                    // checkGolden printed the ok line.
-                }
-            } catch {
-                Golden.reportFailure(label, "\(error)")
-                failures.append(name)
-            }
+        let set = GoldenSet()
+        let names = try set.cases("sei-")
+        XCTAssertFalse(names.isEmpty, "no sei-* case listed in \(set.manifestPath)")
+        for name in names {
+            let problems = try checkGolden(try set.open(name))
+            XCTAssertTrue(problems.isEmpty, "\(name) through the pipeline: \(problems.joined(separator: "; "))")
         }
-        XCTAssertTrue(failures.isEmpty, "failed: \(failures)")
     }
 
     /// Feeds one golden case's features through `evaluateFeatures` (the post-encoding part of
-    /// `runEvaluation`); returns nil after printing the ok line, or the reason of the failure.
-    func checkGolden(_ name: String) throws -> String? {
-        let f = try Golden.open(name)
-        let C = Int(try f.metaDouble("num_main")), R = Int(try f.metaDouble("num_aux"))
-        let d = Int(try f.metaDouble("dim")), V = Int(try f.metaDouble("views"))
-        let ridge = try f.metaDouble("ridge")
+    /// `runEvaluation`); returns what disagrees.
+    func checkGolden(_ c: GoldenCase) throws -> [String] {
+        let f = c.file
+        let C = try c.int("num_main"), R = try c.int("num_aux"), d = try c.int("dim"), V = try c.int("views")
+        let ridge = try c.double("ridge")
         let feats = try f.floats("train_features")
         let n = feats.count / d
         let T = try f.shape("test_views")[0]
@@ -58,7 +48,6 @@ final class EvaluationPipelineTests: XCTestCase {
                                        test: test, testLabels: labels, ood: [], options: options)
         var problems: [String] = []
         if !out.warnings.isEmpty { problems.append("unexpected warnings: \(out.warnings)") }
-        var worst = 0.0
         for agg in Aggregation.allCases {
             // 1-way has the single row "none" (every aggregation coincides for one view).
             let rowAgg = V == 1 ? "none" : agg.rawValue
@@ -71,16 +60,11 @@ final class EvaluationPipelineTests: XCTestCase {
                 problems.append("\(agg.rawValue).pred differs at \(bad.count) tests (first \(bad[0]): \(r.inPred[bad[0]]) vs \(refPred[bad[0]]))")
             }
             let (ok, e) = Self.check(r.inScore, try f.doubles("\(agg.rawValue).score", shape: [T]))
-            worst = max(worst, e)
             if !ok { problems.append("\(agg.rawValue).score rel err \(e)") }
             let acc = accuracy(pred: refPred, labels: labels)
             if r.row.accuracy != acc { problems.append("\(agg.rawValue) accuracy \(r.row.accuracy) vs \(acc) from the golden predictions") }
         }
-        if problems.isEmpty {
-            Golden.report(name + "/pipeline", maxRelErr: worst)
-            return nil
-        }
-        return problems.joined(separator: "; ")
+        return problems
     }
 
     // MARK: tiny data and model
@@ -153,7 +137,7 @@ final class EvaluationPipelineTests: XCTestCase {
                                        log: { lines.append($0) })
         for l in lines { print(l) }
         let r = try XCTUnwrap(report)
-        XCTAssertTrue(lines.contains { $0.contains("images/s") }, "no encoding rate in the log")
+        XCTAssertTrue(lines.contains { $0.contains("inputs/s over 1 rank(s)") }, "no encoding rate in the log")
         XCTAssertEqual(r.checkpoint, "/tmp/tiny.safetensors")
         XCTAssertEqual(r.config, "model: tiny\n")
         XCTAssertEqual(r.feature, "projection")

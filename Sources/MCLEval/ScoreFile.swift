@@ -1,0 +1,34 @@
+import Foundation
+import MCLCore
+
+/// Score files: one score per line, higher = more in-distribution. `evaluate` writes them,
+/// `metrics` and the tests read them; this is the only reader and writer.
+
+/// Writes one score per line in Swift's shortest round-trip decimal form (so reading the file
+/// back gives the same doubles bit for bit), atomically.
+public func writeScoreFile(_ scores: [Double], to path: String) throws {
+    var s = ""
+    s.reserveCapacity(scores.count * 22)
+    for x in scores { s += "\(x)\n" }
+    try AtomicFile.write(Data(s.utf8), to: path)
+}
+
+/// Reads a score file: one number per line (LF or CRLF); blank lines and lines starting with '#'
+/// are skipped; -inf/inf are allowed (a distance can overflow), NaN is not (it has no order).
+/// Errors name the file and the line; an empty file is an error.
+public func readScoreFile(_ path: String) throws -> [Double] {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        throw EvalError("\(path): cannot read the score file")
+    }
+    var out: [Double] = []
+    for (k, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        let t = line.trimmingCharacters(in: .whitespacesAndNewlines)
+        if t.isEmpty || t.hasPrefix("#") { continue }
+        guard let v = Double(t), !v.isNaN else {
+            throw EvalError("\(path): line \(k + 1): '\(t.prefix(40))' is not a number")
+        }
+        out.append(v)
+    }
+    if out.isEmpty { throw EvalError("\(path): no scores") }
+    return out
+}
