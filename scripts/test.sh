@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a bare clone:
-#   1. build everything (a failed build fails the suite);
+#   1. install the Debian packages (scripts/setup.sh packages) and build everything (a failed build fails the suite);
 #   2. `swift test`: unit, finite-difference and golden tests on the repository's own golden set
 #      (Tests/golden, written by Tests/reference/make_golden.py), or on MCL_GOLDEN_DIR if set;
 #      then, when ../shared/golden exists and MCL_GOLDEN_DIR is unset, the golden tests again on it;
@@ -26,6 +26,7 @@ finish() {
   [ "$failed" -eq 0 ] && exit 0 || exit 1
 }
 
+bash scripts/setup.sh packages || { echo "setup FAILED"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 echo "== build"
 if ! swift build --build-tests >"$LOG/build" 2>&1; then
   grep -E "error:" "$LOG/build" | head -20; tail -5 "$LOG/build"
