@@ -1,10 +1,8 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Note: -Ounchecked miscompiled (Swift 6.3.1, release, cross-module) a String->Int parse next to a
-// nonisolated(unsafe) static; the kernels index raw pointers, so plain -O costs nothing there.
-let fast: [SwiftSetting] = []
-
+// Plain -O (no -Ounchecked: Swift 6.3.1 miscompiled a String->Int parse next to a
+// nonisolated(unsafe) static in a release cross-module build; the kernels index raw pointers anyway).
 let package = Package(
     name: "mcl-dist",
     platforms: [.macOS(.v13)],
@@ -20,22 +18,22 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
-        .target(name: "MCLCore", dependencies: ["COpenBLAS"], swiftSettings: fast),
-        .target(name: "MCLNet", dependencies: ["MCLCore", "COpenBLAS"], swiftSettings: fast),
-        .target(name: "MCLObjective", dependencies: ["MCLCore", "COpenBLAS"], swiftSettings: fast),
-        .target(name: "MCLDistributed", dependencies: ["MCLCore", "CMPI"], swiftSettings: fast),
-        .target(name: "MCLEval", dependencies: ["MCLCore", "COpenBLAS", "CImageCodecs"], swiftSettings: fast),
+        .target(name: "MCLCore", dependencies: ["COpenBLAS"]),
+        .target(name: "MCLNet", dependencies: ["MCLCore", "COpenBLAS"]),
+        .target(name: "MCLObjective", dependencies: ["MCLCore", "COpenBLAS"]),
+        .target(name: "MCLDistributed", dependencies: ["MCLCore", "CMPI"]),
+        .target(name: "MCLEval", dependencies: ["MCLCore", "COpenBLAS", "CImageCodecs"]),
         .systemLibrary(name: "CImageCodecs", providers: [.apt(["libjpeg-dev", "libpng-dev", "zlib1g-dev"])]),
-        .target(name: "MCLData", dependencies: ["MCLCore", "CImageCodecs"], swiftSettings: fast),
+        .target(name: "MCLData", dependencies: ["MCLCore", "CImageCodecs"]),
         .target(name: "MCLTrain", dependencies: ["MCLCore", "MCLNet", "MCLObjective", "MCLDistributed", "MCLData", "MCLEval",
-                                              .product(name: "Yams", package: "Yams")], swiftSettings: fast),
+                                              .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "mcl-mpi-check", dependencies: ["MCLCore", "MCLNet", "MCLObjective", "MCLDistributed", "MCLTrain"],
-                          path: "Tests/MPI", swiftSettings: fast),
+                          path: "Tests/MPI"),
         .executableTarget(name: "mcl-dist", dependencies: [
             "MCLCore", "MCLNet", "MCLObjective", "MCLDistributed", "MCLEval", "MCLData", "MCLTrain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
-        ], swiftSettings: fast),
+        ]),
         .testTarget(name: "MCLCoreTests", dependencies: ["MCLCore"]),
         .testTarget(name: "MCLNetTests", dependencies: ["MCLCore", "MCLNet"]),
         .testTarget(name: "MCLObjectiveTests", dependencies: ["MCLCore", "MCLObjective"]),

@@ -13,11 +13,8 @@ public struct GoldenKind: Sendable {
     }
 }
 
-/// A golden case whose outputs disagree with ours; `why` says which output and by how much.
-public struct GoldenMismatch: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ why: String) { description = why }
-}
+/// A golden case whose outputs disagree with ours; the message says which output and by how much.
+public typealias GoldenMismatch = MCLError
 
 /// The golden reference cases (PyTorch / scikit-learn vectors; `Tests/reference/make_golden.py`
 /// writes them, `Tests/golden/README.md` lists the fields).

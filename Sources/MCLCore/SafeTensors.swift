@@ -14,10 +14,7 @@ public enum DType: String, Sendable {
 }
 
 /// An error reading or writing a safetensors file; the message names the file and the tensor.
-public struct SafeTensorsError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ message: String) { description = message }
-}
+public typealias SafeTensorsError = MCLError
 
 /// One tensor's place in a safetensors file.
 public struct TensorEntry: Sendable {

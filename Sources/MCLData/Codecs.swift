@@ -218,31 +218,16 @@ final class DecodeWorker: @unchecked Sendable {
         }
     }
 
-    /// Reads the file into `fileBuffer`; returns its length or an error message.
+    /// Reads the file into `fileBuffer` (grown to the file's size); returns its length or an error message.
     private func readFile(_ path: String) -> (Int, String?) {
-        let fd = open(path, O_RDONLY)
-        if fd < 0 { return (0, "cannot open: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var st = stat()
-        if fstat(fd, &st) != 0 { return (0, "cannot stat: \(String(cString: strerror(errno)))") }
-        let size = Int(st.st_size)
-        if size > fileBufferCapacity {
-            fileBuffer.deallocate()
-            fileBufferCapacity = size
-            fileBuffer = UnsafeMutablePointer<UInt8>.allocate(capacity: size)
-        }
-        var done = 0
-        while done < size {
-            let r = read(fd, fileBuffer + done, size - done)
-            if r < 0 {
-                if errno == EINTR { continue }
-                return (0, "read failed: \(String(cString: strerror(errno)))")
+        posixReadFile(path) { size in
+            if size > fileBufferCapacity {
+                fileBuffer.deallocate()
+                fileBufferCapacity = size
+                fileBuffer = UnsafeMutablePointer<UInt8>.allocate(capacity: size)
             }
-            if r == 0 { break }
-            done += r
+            return fileBuffer
         }
-        if done != size { return (0, "short read: \(done) of \(size) bytes") }
-        return (size, nil)
     }
 
     private func sizeError(_ w: Int, _ h: Int) -> String {

@@ -3,10 +3,7 @@ import COpenBLAS
 import MCLCore
 
 /// An error in the inputs of the Gaussian fit or of SEI; the message names the offending item.
-public struct EvalError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ message: String) { description = message }
-}
+public typealias EvalError = MCLError
 
 /// One Gaussian per (main class y, auxiliary label r) fitted to training features (SPEC 8).
 ///

@@ -82,7 +82,7 @@ public final class BatchNorm2d: @unchecked Sendable {
                 let xc = x + c * m
                 var acc = 0.0
                 var i = 0
-                // 8 partial float sums per block of 64 keep the float error small and vectorise.
+                // A float sum per block of 64 values (vectorised), accumulated in double across blocks.
                 while i + 64 <= m {
                     var f: Float = 0
                     for t in 0..<64 { f += xc[i + t] }

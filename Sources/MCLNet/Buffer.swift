@@ -26,8 +26,9 @@ public final class FloatBuffer: @unchecked Sendable {
     }
 }
 
-/// A pool of named scratch buffers that grow on demand and are reused across steps, so the
-/// training step does no allocation once the first step has sized them.
+/// A pool of named scratch buffers of the network's layers that grow on demand and are reused
+/// across steps, so the layers' large activations and scratch are allocated once. (The loss keeps
+/// its own similarity matrix in `MCLObjective.MatrixCache`; small per-call arrays remain.)
 public final class Workspace: @unchecked Sendable {
     private var buffers: [String: FloatBuffer] = [:]
 

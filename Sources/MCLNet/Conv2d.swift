@@ -190,34 +190,30 @@ public final class Conv2d: @unchecked Sendable {
         // (the stem has only 3 input channels but 27 rows).
         Threads.parallelFor(cin * k * k) { r in
             let ci = r / (k * k), i = (r / k) % k, j = r % k
-            do {
-                do {
-                    let row = col + r * rowLen
-                    for b in 0..<cn {
-                        let img = x + (ci * n + n0 + b) * h * w
-                        let out = row + b * ho * wo
-                        for oh in 0..<ho {
-                            let ih = oh * s - p + i
-                            let o = out + oh * wo
-                            if ih < 0 || ih >= h {
-                                for ow in 0..<wo { o[ow] = 0 }
-                                continue
-                            }
-                            let src = img + ih * w
-                            if s == 1 {
-                                // valid ow: 0 <= ow - p + j < w; rows are short (4..32), so an
-                                // inline loop beats a memmove call.
-                                let lo = max(0, p - j), hi = max(lo, min(wo, w + p - j))
-                                for ow in 0..<lo { o[ow] = 0 }
-                                let shifted = src + (j - p)
-                                for ow in lo..<hi { o[ow] = shifted[ow] }
-                                for ow in hi..<wo { o[ow] = 0 }
-                            } else {
-                                for ow in 0..<wo {
-                                    let iw = ow * s - p + j
-                                    o[ow] = (iw >= 0 && iw < w) ? src[iw] : 0
-                                }
-                            }
+            let row = col + r * rowLen
+            for b in 0..<cn {
+                let img = x + (ci * n + n0 + b) * h * w
+                let out = row + b * ho * wo
+                for oh in 0..<ho {
+                    let ih = oh * s - p + i
+                    let o = out + oh * wo
+                    if ih < 0 || ih >= h {
+                        for ow in 0..<wo { o[ow] = 0 }
+                        continue
+                    }
+                    let src = img + ih * w
+                    if s == 1 {
+                        // valid ow: 0 <= ow - p + j < w; rows are short (4..32), so an
+                        // inline loop beats a memmove call.
+                        let lo = max(0, p - j), hi = max(lo, min(wo, w + p - j))
+                        for ow in 0..<lo { o[ow] = 0 }
+                        let shifted = src + (j - p)
+                        for ow in lo..<hi { o[ow] = shifted[ow] }
+                        for ow in hi..<wo { o[ow] = 0 }
+                    } else {
+                        for ow in 0..<wo {
+                            let iw = ow * s - p + j
+                            o[ow] = (iw >= 0 && iw < w) ? src[iw] : 0
                         }
                     }
                 }

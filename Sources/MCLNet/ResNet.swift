@@ -24,10 +24,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var featureDim: Int { 8 * width }
 }
 
-public struct ModelError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ d: String) { description = d }
-}
+/// An invalid model configuration; the message names the key.
+public typealias ModelError = MCLError
 
 /// torchvision BasicBlock: `out = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, the
 /// shortcut being the identity or `bn(conv1x1, stride s)` where stride or width changes.

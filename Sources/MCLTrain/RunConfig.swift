@@ -7,11 +7,7 @@ import MCLData
 import MCLEval
 
 /// A configuration error: the message names the key (e.g. `train.batch_size`) or the file.
-public struct ConfigError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ d: String) { description = d }
-}
-
+public typealias ConfigError = MCLError
 
 /// The resolved run configuration (YAML, see docs/user-guide.md for every key).
 public struct RunConfig: Sendable {
@@ -204,18 +200,40 @@ public struct RunConfig: Sendable {
         if dataTrain.isEmpty { throw ConfigError("data.train: missing (a packed file from `mcl-dist data prepare`)") }
     }
 
-    /// The resolved configuration as YAML (written to DIR/config.yaml; hashed into checkpoints).
+    /// The resolved configuration as YAML (written to DIR/config.yaml; hashed into checkpoints),
+    /// emitted by Yams from a document in a fixed key order: paths with ": " or "#" come out
+    /// quoted and parse back to the same values; lists in flow style; an empty path as "".
     public func yaml() -> String {
-        func f(_ d: Double) -> String { String(d) }
-        var s = "model:\n  arch: \(model.arch)\n  width: \(model.width)\n  projector_hidden: \(model.projectorHidden)\n  projection_dim: \(model.projectionDim)\n  sync_bn: \(syncBN)\n"
-        func q(_ s: String) -> String { s.isEmpty ? "\"\"" : s }
-        s += "data:\n  train: \(q(dataTrain))\n  test: \(q(dataTest))\n"
-        if dataOOD.isEmpty { s += "  ood: {}\n" } else { s += "  ood:\n" + dataOOD.map { "    \($0.name): \($0.path)\n" }.joined() }
-        s += "  rotations: \(rotations)\n  flip: \(flip.rawValue)\n"
-        s += "loss:\n  kind: \(loss.kind.rawValue)\n  spa: \(loss.spa.rawValue)\n  tau: \(f(loss.tau))\n  alpha: \(f(loss.alpha))\n  beta: \(f(loss.beta))\n  spa_weight: \(f(loss.spaWeight))\n  similarity_floor: \(loss.floor.map(f) ?? "none")\n"
-        s += "train:\n  batch_size: \(batchSize)\n  epochs: \(epochs)\n  max_steps: \(maxSteps)\n  lr: \(f(baseLR))\n  seed: \(seed)\n  micro_batch: \(microBatch)\n  checkpoint_every: \(checkpointEvery)\n  keep_checkpoints: \(keepCheckpoints)\n  deterministic: \(deterministic)\n  momentum: \(f(momentum))\n  weight_decay: \(f(weightDecay))\n"
-        s += "eval:\n  sei_ways: [\(seiWays.map(String.init).joined(separator: ", "))]\n  aggregations: [\(aggregations.map { $0.rawValue }.joined(separator: ", "))]\n  feature: \(feature.rawValue)\n  after_train: \(evalAfterTrain)\n  ridge: \(f(ridge))\n  train_limit: \(evalTrainLimit)\n  test_limit: \(evalTestLimit)\n"
-        return s
+        func scalar(_ s: String) -> Node { .scalar(.init(s)) }
+        func path(_ s: String) -> Node { s.isEmpty ? .scalar(.init("", .implicit, .doubleQuoted)) : scalar(s) }
+        func number(_ d: Double) -> Node { scalar(String(d)) }
+        func map(_ pairs: [(String, Node)], flow: Bool = false) -> Node {
+            .mapping(.init(pairs.map { (scalar($0.0), $0.1) }, .implicit, flow ? .flow : .block))
+        }
+        func list(_ items: [String]) -> Node { .sequence(.init(items.map(scalar), .implicit, .flow)) }
+        let doc = map([
+            ("model", map([("arch", scalar(model.arch)), ("width", scalar("\(model.width)")),
+                           ("projector_hidden", scalar("\(model.projectorHidden)")),
+                           ("projection_dim", scalar("\(model.projectionDim)")), ("sync_bn", scalar("\(syncBN)"))])),
+            ("data", map([("train", path(dataTrain)), ("test", path(dataTest)),
+                          ("ood", map(dataOOD.map { ($0.name, path($0.path)) }, flow: dataOOD.isEmpty)),
+                          ("rotations", scalar("\(rotations)")), ("flip", scalar(flip.rawValue))])),
+            ("loss", map([("kind", scalar(loss.kind.rawValue)), ("spa", scalar(loss.spa.rawValue)),
+                          ("tau", number(loss.tau)), ("alpha", number(loss.alpha)), ("beta", number(loss.beta)),
+                          ("spa_weight", number(loss.spaWeight)),
+                          ("similarity_floor", loss.floor.map(number) ?? scalar("none"))])),
+            ("train", map([("batch_size", scalar("\(batchSize)")), ("epochs", scalar("\(epochs)")),
+                           ("max_steps", scalar("\(maxSteps)")), ("lr", number(baseLR)), ("seed", scalar("\(seed)")),
+                           ("micro_batch", scalar("\(microBatch)")), ("checkpoint_every", scalar("\(checkpointEvery)")),
+                           ("keep_checkpoints", scalar("\(keepCheckpoints)")), ("deterministic", scalar("\(deterministic)")),
+                           ("momentum", number(momentum)), ("weight_decay", number(weightDecay))])),
+            ("eval", map([("sei_ways", list(seiWays.map(String.init))), ("aggregations", list(aggregations.map(\.rawValue))),
+                          ("feature", scalar(feature.rawValue)), ("after_train", scalar("\(evalAfterTrain)")),
+                          ("ridge", number(ridge)), ("train_limit", scalar("\(evalTrainLimit)")),
+                          ("test_limit", scalar("\(evalTestLimit)"))])),
+        ])
+        // Serialising a document built here from strings cannot fail.
+        return try! Yams.serialize(node: doc, indent: 2, width: -1)
     }
 
     /// The parts of the config that must match for a checkpoint to be resumed (FNV-1a 64 hash).

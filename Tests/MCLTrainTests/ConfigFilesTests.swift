@@ -58,3 +58,25 @@ final class ConfigFilesTests: XCTestCase {
         }
     }
 }
+
+final class ResolvedYAMLTests: XCTestCase {
+    /// The resolved config.yaml parses back to the same configuration, also when paths hold
+    /// YAML syntax (": ", "#", a leading "&" or quotes) or are empty.
+    func testResolvedYAMLRoundTripsAwkwardPaths() throws {
+        let text = """
+        data:
+          train: "runs/a: b #1/train.mcld"
+          test: ""
+          ood: {"odd: name": "&x/'q'.mcld", plain: ood.mcld}
+        """
+        let (c, yaml) = try RunConfig.parse(yaml: text)
+        XCTAssertEqual(c.dataTrain, "runs/a: b #1/train.mcld")
+        let (again, yaml2) = try RunConfig.parse(yaml: yaml)
+        XCTAssertEqual(again.dataTrain, c.dataTrain)
+        XCTAssertEqual(again.dataTest, "")
+        XCTAssertEqual(again.dataOOD.map(\.name), c.dataOOD.map(\.name))
+        XCTAssertEqual(again.dataOOD.map(\.path), c.dataOOD.map(\.path))
+        XCTAssertEqual(yaml2, yaml)
+        XCTAssertEqual(again.trainingHash, c.trainingHash)
+    }
+}

@@ -1,0 +1,45 @@
+import Foundation
+import MCLCore
+import MCLNet
+import MCLDistributed
+import MCLData
+import MCLEval
+
+// Which images an evaluation encodes and which rank encodes which: limits and shards.
+/// The contiguous shard of positions 0..<count that `rank` of `size` encodes:
+/// [count*rank/size, count*(rank+1)/size). Concatenating the shards in rank order gives 0..<count.
+public func evalShard(count: Int, rank: Int, size: Int) -> Range<Int> {
+    precondition(size >= 1 && rank >= 0 && rank < size && count >= 0)
+    return (count * rank / size)..<(count * (rank + 1) / size)
+}
+
+/// The images evaluated when a limit applies, ascending. Without a limit (or limit >= count):
+/// all. Labelled sets (every label >= 0): classes take turns, each contributing its next image in
+/// file order, until `limit` images are chosen (balanced whatever the file order; a class that
+/// runs out leaves its turn to the others). Unlabelled sets: `limit` evenly spaced images
+/// (i * count / limit).
+public func evalSubset(labels: [Int32], limit: Int?) -> [Int] {
+    let count = labels.count
+    guard let limit, limit < count else { return Array(0..<count) }
+    guard limit > 0 else { return [] }
+    guard let maxLabel = labels.max(), labels.allSatisfy({ $0 >= 0 }) else {
+        return (0..<limit).map { $0 * count / limit }
+    }
+    var byClass = [[Int]](repeating: [], count: Int(maxLabel) + 1)
+    for (i, l) in labels.enumerated() { byClass[Int(l)].append(i) }
+    var next = [Int](repeating: 0, count: byClass.count)
+    var chosen: [Int] = []
+    chosen.reserveCapacity(limit)
+    while chosen.count < limit {
+        for c in 0..<byClass.count where chosen.count < limit && next[c] < byClass[c].count {
+            chosen.append(byClass[c][next[c]])
+            next[c] += 1
+        }
+    }
+    return chosen.sorted()
+}
+
+/// `limit` evenly spaced indices of 0..<count (i * count / limit), or all of them.
+public func evalSubset(count: Int, limit: Int?) -> [Int] {
+    evalSubset(labels: [Int32](repeating: -1, count: count), limit: limit)
+}
