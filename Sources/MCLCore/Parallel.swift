@@ -7,8 +7,21 @@ import COpenBLAS
 public enum Threads {
     nonisolated(unsafe) private static var _count: Int = initialCount()
 
-    /// Threads per rank (from `MCL_THREADS`, else `OPENBLAS_NUM_THREADS`, else the CPU count).
+    /// Threads per rank now (initially `perRank(explicit: nil)`; `set` changes it).
     public static var count: Int { _count }
+
+    /// Threads per rank: `explicit` (e.g. --threads), else `MCL_THREADS`, `OPENBLAS_NUM_THREADS`
+    /// or `OMP_NUM_THREADS`, else the cores divided by the ranks on this node
+    /// (`OMPI_COMM_WORLD_LOCAL_SIZE` under mpirun, `SLURM_NTASKS_PER_NODE` under srun).
+    public static func perRank(explicit: Int?) -> Int {
+        if let explicit, explicit > 0 { return explicit }
+        let env = ProcessInfo.processInfo.environment
+        for key in ["MCL_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"] {
+            if let s = env[key], let v = Int(s), v > 0 { return v }
+        }
+        let local = Int(env["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? env["SLURM_NTASKS_PER_NODE"] ?? "1") ?? 1
+        return max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, local))
+    }
 
     public static func set(_ n: Int) {
         _count = max(1, n)
@@ -17,11 +30,7 @@ public enum Threads {
 
     static func initialCount() -> Int {
         openblas_set_num_threads(1)
-        let env = ProcessInfo.processInfo.environment
-        for key in ["MCL_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"] {
-            if let s = env[key], let v = Int(s), v > 0 { return v }
-        }
-        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+        return perRank(explicit: nil)
     }
 
     /// Runs `body(chunkStart, chunkEnd)` over 0..<n split into contiguous chunks, one per thread,

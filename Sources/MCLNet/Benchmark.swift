@@ -81,3 +81,12 @@ public enum BLASInfo {
     public static var coreName: String { String(cString: openblas_get_corename()) }
     public static var config: String { String(cString: openblas_get_config()) }
 }
+
+extension TrainBenchResult {
+    /// One line for people: throughput, GFLOPS and the step's phases.
+    public var summary: String {
+        String(format: "%@ width %d batch %d ranks %d x threads %d (%@): %.1f images/s, %.1f GFLOPS (%.2f GFLOP/image), step %.3f s (fwd %.0f ms, bwd %.0f ms, allreduce %.1f ms, sgd %.0f ms), peak RSS %.0f MB",
+               model, width, batch, ranks, threads, openblas_core, images_per_s, gflops, gflop_per_image,
+               seconds_per_step, forward_ms, backward_ms, allreduce_ms, sgd_ms, peak_rss_mb)
+    }
+}

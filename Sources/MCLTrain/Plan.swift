@@ -2,6 +2,7 @@ import Foundation
 import MCLCore
 import MCLNet
 import MCLObjective
+import MCLData
 
 /// Inputs of the run-time model, measured on this machine or given.
 public struct PlanCalibration: Codable, Sendable {
@@ -123,5 +124,69 @@ public enum Planner {
         let dt = ProcessStats.now() - t0
         releaseLossWorkspace()
         return dt
+    }
+}
+
+/// What `mcl-dist plan` is asked: the interconnect model and, optionally, a known throughput.
+public struct PlanRequest: Sendable {
+    public var ranks: [Int]
+    /// Threads per rank; nil = the cores here divided by the ranks (for measuring).
+    public var threads: Int?
+    public var bandwidthGBs: Double
+    public var latencyUs: Double
+    /// Network views/s of one rank; nil = measured here with a short benchmark.
+    public var viewsPerSecond: Double?
+    /// Training images; nil = the count in data.train, else 50,000.
+    public var images: Int?
+
+    public init(ranks: [Int], threads: Int? = nil, bandwidthGBs: Double = 2.4, latencyUs: Double = 5,
+                viewsPerSecond: Double? = nil, images: Int? = nil) {
+        self.ranks = ranks; self.threads = threads; self.bandwidthGBs = bandwidthGBs; self.latencyUs = latencyUs
+        self.viewsPerSecond = viewsPerSecond; self.images = images
+    }
+}
+
+extension Planner {
+    /// The largest per-rank batch (views) the throughput bench runs at.
+    public static let maxBenchViews = 512
+
+    /// The training images a plan counts: `request.images`, else data.train's count, else 50,000.
+    public static func datasetImages(_ config: RunConfig, _ request: PlanRequest) -> Int {
+        if let n = request.images { return n }
+        return (try? PackedDataset(path: config.dataTrain, verify: false))?.count ?? 50000
+    }
+
+    /// Calibrates and estimates every rank count of `request`: the per-rank network throughput
+    /// is measured here at the rank's batch (or micro-batch) up to `maxBenchViews` views, since
+    /// per-view throughput still grows from 256 to 512 views (larger GEMM panels and Winograd
+    /// tile blocks: ~25% at width 16, docs/scaling.md), unless given; the global loss is timed
+    /// at up to 4096 views and scaled with views^2.
+    public static func plan(config: RunConfig, request: PlanRequest) throws -> [PlanResult] {
+        let model = try ResNetModel(config.model)
+        let count = datasetImages(config, request)
+        var results: [PlanResult] = []
+        for n in request.ranks {
+            guard (2 * config.batchSize) % n == 0 else {
+                throw ConfigError("--ranks \(n): the \(2 * config.batchSize) views of a batch do not split evenly")
+            }
+            let t = request.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / n)
+            let perRank = 2 * config.batchSize / n
+            var vps = request.viewsPerSecond ?? 0
+            if vps == 0 {
+                Threads.set(t)
+                let b = min(perRank, config.microBatch > 0 ? config.microBatch : perRank, maxBenchViews)
+                vps = try TrainBenchmark.run(config: config.model, batch: b, steps: 3, warmup: 1).images_per_s
+            }
+            let lossViews = min(2 * config.batchSize, 4096)
+            let cal = PlanCalibration(viewsPerSecondPerRank: vps,
+                                      lossSeconds: measureLoss(views: lossViews, dim: config.model.projectionDim, config: config.loss),
+                                      lossViews: lossViews, latencySeconds: request.latencyUs * 1e-6,
+                                      bandwidthBytesPerSecond: request.bandwidthGBs * 1e9,
+                                      activationBytesPerView: activationBytesPerView(config.model))
+            results.append(estimate(config: config, datasetImages: count, ranks: n, threads: t,
+                                    parameterCount: model.store.paramCount,
+                                    batchNormChannels: model.batchNorms.map(\.channels), calibration: cal))
+        }
+        return results
     }
 }

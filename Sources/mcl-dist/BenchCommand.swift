@@ -1,0 +1,44 @@
+import Foundation
+import ArgumentParser
+import MCLCore
+import MCLNet
+import MCLDistributed
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench", abstract: "Training-step throughput (forward + backward + SGD) on random 32x32 data.")
+    @Option(help: "resnet18 or resnet34.") var model = "resnet18"
+    @Option(help: "Images per step.") var batch = 64
+    @Option(help: "Encoder width.") var width = 64
+    @Option(help: "Threads (default: all cores).") var threads: Int?
+    @Option(help: "Timed steps (median reported).") var steps = 5
+    @Option(help: "Untimed warm-up steps.") var warmup = 2
+    @Flag(help: "Measure eval-mode inference instead of training.") var inference = false
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        guard ModelConfig.architectures[model] != nil else { throw ValidationError("--model must be resnet18 or resnet34") }
+        guard batch > 0, steps > 0, width > 0 else { throw ValidationError("--batch, --steps and --width must be positive") }
+    }
+
+    func run() throws {
+        runGuarded {
+            Threads.set(threads ?? Threads.perRank(explicit: nil))
+            // Under mpirun: every rank runs batch / ranks images and the gradients are summed
+            // across ranks after backward (the data-parallel step without the contrastive loss).
+            let comm: MPICommunicator? = MPIRuntime.launchedByMPI ? MPICommunicator() : nil
+            let size = comm?.size ?? 1
+            guard batch % size == 0 else { throw ValidationError("--batch \(batch) is not divisible by \(size) ranks") }
+            let reduce: ((UnsafeMutablePointer<Float>, Int) -> Void)? = comm.map { c in { p, n in c.allreduceSum(p, count: n) } }
+            let r = try TrainBenchmark.run(config: ModelConfig(arch: model, width: width), batch: batch, steps: steps,
+                                           warmup: warmup, inference: inference, ranks: size, allreduce: reduce)
+            if let comm, !comm.isRoot { return 0 }
+            if json {
+                let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+                print(String(decoding: try enc.encode(r), as: UTF8.self))
+            } else {
+                print(r.summary)
+            }
+            return 0
+        }
+    }
+}

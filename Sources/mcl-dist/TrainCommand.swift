@@ -1,0 +1,23 @@
+import ArgumentParser
+import MCLDistributed
+import MCLTrain
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "train", abstract: "Train with MCL (run under mpirun or srun for several ranks).")
+    @OptionGroup var configOptions: ConfigOptions
+    @Option(help: "Output directory (default runs/<config name>).") var out: String?
+    @Option(help: "auto (newest valid checkpoint in OUT/checkpoints) or a checkpoint path.") var resume: String?
+    @Option(help: "Threads per rank (default: cores / ranks on the node).") var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        runGuarded {
+            var opts = TrainOptions(configPath: configOptions.config)
+            opts.overrides = configOptions.sets; opts.outDir = out; opts.resume = resume; opts.threads = threads
+            return try TrainJob(options: opts, comm: MPICommunicator()).run().rawValue
+        }
+    }
+}
