@@ -1,6 +1,7 @@
 import Foundation
 import Dispatch
 import CImageCodecs
+import MCLCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -55,24 +56,10 @@ public enum ImageCodec {
         try loadImages(paths: [path], side: side, threads: 1)
     }
 
-    /// Encodes an image as PNG with libpng. `pixels` is interleaved (HWC) with 1 (gray) or 3 (RGB)
-    /// channels. Used by tests and for exporting samples.
+    /// Writes an image as PNG (`PNGCodec.encode`), atomically.
     public static func writePNG(path: String, pixels: [UInt8], width: Int, height: Int, channels: Int) throws {
-        precondition(channels == 1 || channels == 3)
-        precondition(pixels.count == width * height * channels)
-        var image = png_image()
-        image.version = UInt32(PNG_IMAGE_VERSION)
-        image.width = UInt32(width)
-        image.height = UInt32(height)
-        image.format = channels == 3 ? UInt32(PNG_FORMAT_FLAG_COLOR) : 0
-        let ok = pixels.withUnsafeBytes { raw in
-            png_image_write_to_file(&image, path, 0, raw.baseAddress, Int32(width * channels), nil)
-        }
-        if ok == 0 {
-            let msg = withUnsafeBytes(of: image.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            png_image_free(&image)
-            throw DataError(path, "cannot write PNG: \(msg)")
-        }
+        do { try AtomicFile.write(try PNGCodec.encode(pixels: pixels, width: width, height: height, channels: channels), to: path) }
+        catch let e as MCLError { throw DataError(path, e.description) }
     }
 
     /// Encodes an image as baseline JPEG with libjpeg (`pixels` interleaved HWC, 1 or 3 channels).
@@ -320,6 +307,59 @@ final class DecodeWorker: @unchecked Sendable {
             }
         }
         return nil
+    }
+}
+
+// MARK: - PNG in memory
+
+/// Whole PNG images in memory through libpng's simplified API: the one PNG encoder of mcl-dist
+/// (figures, exported samples) and a decoder of any size.
+public enum PNGCodec {
+    /// Encodes interleaved (HWC) 8-bit pixels with 1 (gray) or 3 (RGB) channels.
+    public static func encode(pixels: [UInt8], width: Int, height: Int, channels: Int) throws -> Data {
+        precondition(channels == 1 || channels == 3)
+        precondition(pixels.count == width * height * channels)
+        var image = png_image()
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        image.width = UInt32(width)
+        image.height = UInt32(height)
+        image.format = channels == 3 ? UInt32(PNG_FORMAT_FLAG_COLOR) : 0
+        var size: Int = 0
+        let stride = Int32(width * channels)
+        let sized = pixels.withUnsafeBytes { png_image_write_to_memory(&image, nil, &size, 0, $0.baseAddress, stride, nil) }
+        var out = Data(count: size)
+        let written = sized != 0 && out.withUnsafeMutableBytes { dst in
+            pixels.withUnsafeBytes { png_image_write_to_memory(&image, dst.baseAddress, &size, 0, $0.baseAddress, stride, nil) } != 0
+        }
+        guard written else {
+            let msg = message(image)
+            png_image_free(&image)
+            throw MCLError("cannot encode PNG: \(msg)")
+        }
+        return out.prefix(size)
+    }
+
+    /// Decodes a PNG to 8-bit RGB, interleaved (alpha composited on black).
+    public static func decodeRGB(_ data: Data) throws -> (width: Int, height: Int, rgb: [UInt8]) {
+        var image = png_image()
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        let begun = data.withUnsafeBytes { png_image_begin_read_from_memory(&image, $0.baseAddress, $0.count) } != 0
+        guard begun else { throw MCLError("unreadable PNG: \(message(image))") }
+        image.format = UInt32(PNG_FORMAT_FLAG_COLOR)
+        let w = Int(image.width), h = Int(image.height)
+        var rgb = [UInt8](repeating: 0, count: 3 * w * h)
+        var black = png_color(red: 0, green: 0, blue: 0)
+        let ok = data.withUnsafeBytes { _ in rgb.withUnsafeMutableBytes { png_image_finish_read(&image, &black, $0.baseAddress, Int32(3 * w), nil) } }
+        guard ok != 0 else {
+            let msg = message(image)
+            png_image_free(&image)
+            throw MCLError("unreadable PNG: \(msg)")
+        }
+        return (w, h, rgb)
+    }
+
+    static func message(_ image: png_image) -> String {
+        withUnsafeBytes(of: image.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import MCLCore
+import MCLData
 
 /// An sRGB colour, 8 bits per channel.
 public struct RGB: Sendable, Equatable {
@@ -174,9 +175,9 @@ public struct Canvas: Sendable {
         }
     }
 
-    /// The canvas as a PNG file.
-    public func pngData() -> Data { PNGEncoder.encode(width: width, height: height, rgb: pixels) }
+    /// The canvas as a PNG file (libpng, through `PNGCodec`).
+    public func pngData() throws -> Data { try PNGCodec.encode(pixels: pixels, width: width, height: height, channels: 3) }
 
     /// Writes the PNG atomically.
-    public func writePNG(to path: String) throws { try AtomicFile.write(pngData(), to: path) }
+    public func writePNG(to path: String) throws { try AtomicFile.write(try pngData(), to: path) }
 }

@@ -1,60 +1,24 @@
 import XCTest
 import Foundation
-import CImageCodecs
+import MCLData
 import MCLCore
 @testable import MCLEval
 
-/// Decodes our PNG output independently: signature, chunk layout, CRCs checked with zlib's
-/// crc32, IDAT inflated with zlib's uncompress, scanlines unfiltered (type 0 expected).
-func decodeOwnPNG(_ data: Data) throws -> (width: Int, height: Int, rgb: [UInt8]) {
-    let b = [UInt8](data)
-    struct Bad: Error, CustomStringConvertible { let description: String }
-    guard b.count > 8, Array(b[0..<8]) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] else { throw Bad(description: "bad signature") }
-    func be32(_ i: Int) -> Int { Int(b[i]) << 24 | Int(b[i + 1]) << 16 | Int(b[i + 2]) << 8 | Int(b[i + 3]) }
-    var pos = 8, width = 0, height = 0
-    var idat: [UInt8] = []
-    var types: [String] = []
-    while pos < b.count {
-        let len = be32(pos)
-        let type = String(decoding: b[(pos + 4)..<(pos + 8)], as: UTF8.self)
-        types.append(type)
-        let body = Array(b[(pos + 4)..<(pos + 8 + len)])
-        let crc = body.withUnsafeBufferPointer { UInt32(CImageCodecs.crc32(0, $0.baseAddress, uInt($0.count))) }
-        guard crc == UInt32(be32(pos + 8 + len)) else { throw Bad(description: "CRC mismatch in \(type)") }
-        if type == "IHDR" {
-            width = be32(pos + 8); height = be32(pos + 12)
-            guard Array(b[(pos + 16)..<(pos + 21)]) == [8, 2, 0, 0, 0] else { throw Bad(description: "IHDR fields") }
-        }
-        if type == "IDAT" { idat += b[(pos + 8)..<(pos + 8 + len)] }
-        pos += 12 + len
-    }
-    guard types.first == "IHDR", types.last == "IEND", pos == b.count else { throw Bad(description: "chunks \(types)") }
-    let stride = width * 3
-    var raw = [UInt8](repeating: 0, count: height * (stride + 1))
-    var rawLen = uLong(raw.count)
-    let rc = uncompress(&raw, &rawLen, idat, uLong(idat.count))
-    guard rc == Z_OK, Int(rawLen) == raw.count else { throw Bad(description: "inflate rc \(rc), \(rawLen) bytes") }
-    var rgb: [UInt8] = []
-    for y in 0..<height {
-        guard raw[y * (stride + 1)] == 0 else { throw Bad(description: "filter type \(raw[y * (stride + 1)]) on row \(y)") }
-        rgb += raw[(y * (stride + 1) + 1)..<((y + 1) * (stride + 1))]
-    }
-    return (width, height, rgb)
-}
+/// Decodes a PNG with libpng's reader (independent of the writer's code path).
+func decodePNG(_ data: Data) throws -> (width: Int, height: Int, rgb: [UInt8]) { try PNGCodec.decodeRGB(data) }
 
 final class PNGTests: XCTestCase {
     func testEncoderRoundTrip() throws {
         var rng = SplitMix64(seed: 3)
         for (w, h) in [(1, 1), (7, 3), (64, 48)] {
             let px = (0..<(w * h * 3)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-            let png = PNGEncoder.encode(width: w, height: h, rgb: px)
-            let dec = try decodeOwnPNG(png)
+            let png = try PNGCodec.encode(pixels: px, width: w, height: h, channels: 3)
+            XCTAssertEqual(Array(png.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
+            let dec = try decodePNG(png)
             XCTAssertEqual(dec.width, w); XCTAssertEqual(dec.height, h)
             XCTAssertEqual(dec.rgb, px)
         }
-        // Our CRC agrees with zlib's on the standard check string.
-        let check = Array("123456789".utf8)
-        XCTAssertEqual(PNGEncoder.crc32(check), 0xCBF4_3926)
+        XCTAssertThrowsError(try decodePNG(Data([0x89, 0x50, 0x4E, 0x47, 1, 2, 3])))
     }
 
     func testCanvasDrawingAndText() throws {
@@ -72,7 +36,7 @@ final class PNGTests: XCTestCase {
         XCTAssertEqual(t.pixel(0, 3), .white)
         XCTAssertEqual(t.pixel(2, 6), .black)
         cv.line(0, 39.5, 119, 0.5, .black, width: 1.5)
-        let dec = try decodeOwnPNG(cv.pngData())
+        let dec = try decodePNG(try cv.pngData())
         XCTAssertEqual(dec.rgb, cv.pixels)
         XCTAssertEqual(TinyFont.table.count, 95)
     }
@@ -96,7 +60,7 @@ final class PNGTests: XCTestCase {
                                         title: "Scores, 8-way wavg SEI")
         try hist.writePNG(to: dir + "/histogram.png")
         for (name, cv) in [("roc.png", roc), ("histogram.png", hist)] {
-            let dec = try decodeOwnPNG(FileManager.default.contents(atPath: dir + "/" + name)!)
+            let dec = try decodePNG(FileManager.default.contents(atPath: dir + "/" + name)!)
             XCTAssertEqual(dec.rgb, cv.pixels)
             XCTAssertEqual(dec.width, cv.width)
         }
