@@ -66,7 +66,7 @@ public struct LossConfig: Sendable, Equatable {
     /// Whether the objective has an SPA term.
     public var hasSPA: Bool { kind == .spa || kind == .mcl }
 
-    /// Whether `mclLoss` needs per-view SPA targets (official or paper-sample SPA).
+    /// Whether `contrastiveLoss` needs per-view SPA targets (official or paper-sample SPA).
     public var needsSPATargets: Bool { hasSPA && spa != .paperExpectation }
 }
 

@@ -5,7 +5,7 @@ import Darwin
 #endif
 import Foundation
 
-/// The `[2N, 2N]` similarity matrix is the one large allocation of `mclLoss` (256 MB at 8192
+/// The `[2N, 2N]` similarity matrix is the one large allocation of `contrastiveLoss` (256 MB at 8192
 /// views). Training calls the loss every step with the same size, so the buffer is kept between
 /// calls instead of being returned to the system and faulted in again (about 0.3 s per call at
 /// 8192 views). It is 2 MB aligned and, on Linux, advised to use transparent huge pages, which also
@@ -57,7 +57,7 @@ final class MatrixCache: @unchecked Sendable {
         var raw: UnsafeMutableRawPointer?
         let alignment = 2 << 20
         guard posix_memalign(&raw, alignment, bytes) == 0, let raw else {
-            fatalError("mclLoss: cannot allocate \(bytes) bytes for the similarity matrix")
+            fatalError("contrastiveLoss: cannot allocate \(bytes) bytes for the similarity matrix")
         }
         #if os(Linux)
         if bytes >= alignment { _ = madvise(raw, bytes, 14 /* MADV_HUGEPAGE */) }
@@ -66,7 +66,7 @@ final class MatrixCache: @unchecked Sendable {
     }
 }
 
-/// Frees the similarity matrix that `mclLoss` keeps between calls (e.g. before evaluation, when
+/// Frees the similarity matrix that `contrastiveLoss` keeps between calls (e.g. before evaluation, when
 /// no more loss evaluations follow for a while). The next call allocates it again.
 public func releaseLossWorkspace() {
     MatrixCache.shared.purge()

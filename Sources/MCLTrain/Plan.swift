@@ -118,9 +118,9 @@ public enum Planner {
         let main = (0..<views).map { Int32(($0 / 8) % 10) }
         let aux = (0..<views).map { Int32(($0 / 2) % 4) }
         let targets = config.needsSPATargets ? sampleSPATargets(main: main, aux: aux, useAux: config.useAux, mode: config.spa, seed: 1, step: 0) : nil
-        _ = mclLoss(z: z, views: views, dim: dim, main: main, aux: aux, spaTargets: targets, config: config)
+        _ = contrastiveLoss(z: z, views: views, dim: dim, main: main, aux: aux, spaTargets: targets, config: config)
         let t0 = ProcessStats.now()
-        _ = mclLoss(z: z, views: views, dim: dim, main: main, aux: aux, spaTargets: targets, config: config)
+        _ = contrastiveLoss(z: z, views: views, dim: dim, main: main, aux: aux, spaTargets: targets, config: config)
         let dt = ProcessStats.now() - t0
         releaseLossWorkspace()
         return dt

@@ -42,7 +42,7 @@ final class GoldenLossTests: XCTestCase {
             if config.needsSPATargets { targets = try f.ints("spa_target", shape: [v]).map(Int32.init) }
             let wantLoss = try f.doubles("loss", shape: [1])[0]
             let wantGrad = try f.floats("grad_z", shape: [v, d])
-            let out = mclLoss(z: z, views: v, dim: d, main: main, aux: aux, spaTargets: targets, config: config)
+            let out = contrastiveLoss(z: z, views: v, dim: d, main: main, aux: aux, spaTargets: targets, config: config)
             let lossErr = abs(out.loss - wantLoss) / max(abs(wantLoss), 1e-30)
             let gradErr = Compare.relToMax(out.gradZ, wantGrad)
             guard lossErr <= 1e-5 else { throw GoldenMismatch("loss \(out.loss) vs \(wantLoss) (rel \(lossErr))") }

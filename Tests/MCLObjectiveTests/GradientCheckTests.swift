@@ -45,7 +45,7 @@ final class GradientCheckTests: XCTestCase {
                 XCTAssertTrue(targets.contains(-1) && targets.contains { $0 >= 0 }, "want both kinds of targets")
             }
             let name = "\(config.kind.rawValue)/\(config.spa.rawValue) aux=\(config.useAux) floor=\(config.floor.map { "\($0)" } ?? "none")"
-            let out = mclLoss(z: batch.z, views: v, dim: dim, main: batch.main, aux: batch.aux,
+            let out = contrastiveLoss(z: batch.z, views: v, dim: dim, main: batch.main, aux: batch.aux,
                               spaTargets: targets, config: config)
             let ref = ReferenceLoss(z: zd, views: v, dim: dim, main: batch.main, aux: batch.aux,
                                     targets: targets, config: config)
@@ -57,8 +57,8 @@ final class GradientCheckTests: XCTestCase {
                 var ccmOnly = config, spaOnly = config
                 ccmOnly.kind = .ccm
                 spaOnly.kind = .spa
-                let c = mclLoss(z: batch.z, views: v, dim: dim, main: batch.main, aux: batch.aux, spaTargets: targets, config: ccmOnly)
-                let s = mclLoss(z: batch.z, views: v, dim: dim, main: batch.main, aux: batch.aux, spaTargets: targets, config: spaOnly)
+                let c = contrastiveLoss(z: batch.z, views: v, dim: dim, main: batch.main, aux: batch.aux, spaTargets: targets, config: ccmOnly)
+                let s = contrastiveLoss(z: batch.z, views: v, dim: dim, main: batch.main, aux: batch.aux, spaTargets: targets, config: spaOnly)
                 XCTAssertEqual(out.loss, c.loss + config.spaWeight * s.loss, accuracy: 1e-6 * abs(out.loss), name)
                 let composed = zip(c.gradZ, s.gradZ).map { Double($0) + config.spaWeight * Double($1) }
                 XCTAssertLessThan(Compare.relToMax(out.gradZ.map(Double.init), composed), 1e-5, "dL/dz of MCL vs CCM + lambda SPA, \(name)")
@@ -91,7 +91,7 @@ final class GradientCheckTests: XCTestCase {
     func testFloorBlocksGradient() {
         // Two orthogonal pairs: every off-pair similarity is 0 or negative, partners are opposite.
         let z: [Float] = [1, 0, -1, 0, 0, 1, 0, -1]
-        let out = mclLoss(z: z, views: 4, dim: 2, main: [0, 0, 1, 1], aux: [0, 0, 0, 0], spaTargets: nil,
+        let out = contrastiveLoss(z: z, views: 4, dim: 2, main: [0, 0, 1, 1], aux: [0, 0, 0, 0], spaTargets: nil,
                           config: LossConfig(kind: .simclr, floor: 1e-7, useAux: false))
         XCTAssertEqual(out.gradZ, [Float](repeating: 0, count: 8))
         XCTAssertEqual(out.loss, log(3), accuracy: 1e-6)  // all three logits equal 1e-7 / tau
@@ -118,7 +118,7 @@ final class GradientCheckTests: XCTestCase {
             sum += -sim(i, Int(targets[i])) / tau + log(denom)
         }
         let config = LossConfig(kind: .spa, spa: .paperSample, tau: tau, alpha: alpha, floor: nil, useAux: false)
-        let out = mclLoss(z: batch.z, views: 6, dim: 4, main: batch.main, aux: batch.aux, spaTargets: targets, config: config)
+        let out = contrastiveLoss(z: batch.z, views: 6, dim: 4, main: batch.main, aux: batch.aux, spaTargets: targets, config: config)
         XCTAssertEqual(out.loss, sum / 6, accuracy: 1e-6)
         XCTAssertEqual(out.spa, sum / 6, accuracy: 1e-6)
         XCTAssertEqual(out.ccm, 0)

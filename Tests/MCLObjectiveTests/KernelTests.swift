@@ -38,12 +38,12 @@ final class KernelTests: XCTestCase {
         let batch = TestBatch(imageLabels: (0..<40).map { (Int32($0 % 3), Int32($0 % 4)) }, dim: 8, seed: 21)
         let config = LossConfig(kind: .mcl, spa: .paperSample)
         let targets = sampleSPATargets(main: batch.main, aux: batch.aux, useAux: true, mode: .paperSample, seed: 3, step: 4)
-        let serial = mclLoss(z: batch.z, views: batch.views, dim: 8, main: batch.main, aux: batch.aux,
+        let serial = contrastiveLoss(z: batch.z, views: batch.views, dim: 8, main: batch.main, aux: batch.aux,
                              spaTargets: targets, config: config)
         let lock = NSLock()
         nonisolated(unsafe) var results: [LossOutput] = []
         DispatchQueue.concurrentPerform(iterations: 4) { _ in
-            let out = mclLoss(z: batch.z, views: batch.views, dim: 8, main: batch.main, aux: batch.aux,
+            let out = contrastiveLoss(z: batch.z, views: batch.views, dim: 8, main: batch.main, aux: batch.aux,
                               spaTargets: targets, config: config)
             lock.lock()
             results.append(out)
@@ -55,7 +55,7 @@ final class KernelTests: XCTestCase {
             XCTAssertEqual(r.gradZ, serial.gradZ)
         }
         releaseLossWorkspace()
-        let again = mclLoss(z: batch.z, views: batch.views, dim: 8, main: batch.main, aux: batch.aux,
+        let again = contrastiveLoss(z: batch.z, views: batch.views, dim: 8, main: batch.main, aux: batch.aux,
                             spaTargets: targets, config: config)
         XCTAssertEqual(again.gradZ, serial.gradZ)
     }

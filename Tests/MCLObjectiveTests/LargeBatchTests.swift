@@ -21,7 +21,7 @@ final class LargeBatchTests: XCTestCase {
         for config in [LossConfig(kind: .mcl, spa: .official),
                        LossConfig(kind: .mcl, spa: .paperExpectation, beta: 2.5, spaWeight: 0.5, floor: nil)] {
             let targets = sampleSPATargets(main: batch.main, aux: batch.aux, useAux: true, mode: config.spa, seed: 1, step: 9)
-            let out = mclLoss(z: batch.z, views: v, dim: dim, main: batch.main, aux: batch.aux, spaTargets: targets, config: config)
+            let out = contrastiveLoss(z: batch.z, views: v, dim: dim, main: batch.main, aux: batch.aux, spaTargets: targets, config: config)
             XCTAssertTrue(out.loss.isFinite && out.ccm.isFinite && out.spa.isFinite)
             XCTAssertTrue(out.gradZ.allSatisfy { $0.isFinite })
             let ref = ReferenceLoss(z: zd, views: v, dim: dim, main: batch.main, aux: batch.aux, targets: targets,

@@ -102,7 +102,7 @@ public final class DistributedTrainer: @unchecked Sendable {
             targets = sampleSPATargets(main: mainG, aux: auxG, useAux: loss.useAux, mode: loss.spa, seed: seed, step: UInt64(step))
         }
         let out = zGlobal.withUnsafeBufferPointer { z in
-            mclLoss(z: z, views: totalViews, dim: D, main: mainG, aux: auxG, spaTargets: targets, config: loss)
+            contrastiveLoss(z: z, views: totalViews, dim: D, main: mainG, aux: auxG, spaTargets: targets, config: loss)
         }
         stats.loss = out.loss; stats.ccm = out.ccm; stats.spa = out.spa
         let t3 = ProcessStats.now()

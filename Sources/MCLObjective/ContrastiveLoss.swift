@@ -27,22 +27,22 @@ import MCLCore
 ///   - aux: auxiliary label per view (ignored, and may be empty, unless `config.useAux`).
 ///   - spaTargets: per view target index or -1 (no target); required for official and
 ///     paper-sample SPA (a target must not be the view itself or its partner), ignored otherwise.
-public func mclLoss(z: UnsafeBufferPointer<Float>, views: Int, dim: Int, main: [Int32], aux: [Int32],
+public func contrastiveLoss(z: UnsafeBufferPointer<Float>, views: Int, dim: Int, main: [Int32], aux: [Int32],
                     spaTargets: [Int32]?, config: LossConfig) -> LossOutput {
-    precondition(views >= 2 && views % 2 == 0, "mclLoss: \(views) views, expected an even count >= 2")
-    precondition(dim >= 1 && z.count == views * dim, "mclLoss: z has \(z.count) values, expected \(views) x \(dim)")
-    precondition(main.count == views, "mclLoss: \(main.count) main labels for \(views) views")
-    precondition(!config.useAux || aux.count == views, "mclLoss: \(aux.count) auxiliary labels for \(views) views")
-    precondition(config.tau > 0, "mclLoss: tau must be positive, got \(config.tau)")
+    precondition(views >= 2 && views % 2 == 0, "contrastiveLoss: \(views) views, expected an even count >= 2")
+    precondition(dim >= 1 && z.count == views * dim, "contrastiveLoss: z has \(z.count) values, expected \(views) x \(dim)")
+    precondition(main.count == views, "contrastiveLoss: \(main.count) main labels for \(views) views")
+    precondition(!config.useAux || aux.count == views, "contrastiveLoss: \(aux.count) auxiliary labels for \(views) views")
+    precondition(config.tau > 0, "contrastiveLoss: tau must be positive, got \(config.tau)")
     var targets = [Int32](repeating: -1, count: views)
     if config.needsSPATargets {
         guard let t = spaTargets else {
-            preconditionFailure("mclLoss: \(config.spa.rawValue) SPA needs spaTargets (see sampleSPATargets)")
+            preconditionFailure("contrastiveLoss: \(config.spa.rawValue) SPA needs spaTargets (see sampleSPATargets)")
         }
-        precondition(t.count == views, "mclLoss: \(t.count) SPA targets for \(views) views")
+        precondition(t.count == views, "contrastiveLoss: \(t.count) SPA targets for \(views) views")
         for i in 0..<views where t[i] >= 0 {
             precondition(Int(t[i]) < views && Int(t[i]) >> 1 != i >> 1,
-                         "mclLoss: SPA target \(t[i]) of view \(i) is out of range or a view of the same image")
+                         "contrastiveLoss: SPA target \(t[i]) of view \(i) is out of range or a view of the same image")
         }
         targets = t
     }
@@ -120,10 +120,10 @@ public func mclLoss(z: UnsafeBufferPointer<Float>, views: Int, dim: Int, main: [
     return LossOutput(loss: loss, ccm: ccm, spa: spa, gradZ: gradZ)
 }
 
-/// `mclLoss` on an array of projections (see the buffer version).
-public func mclLoss(z: [Float], views: Int, dim: Int, main: [Int32], aux: [Int32],
+/// `contrastiveLoss` on an array of projections (see the buffer version).
+public func contrastiveLoss(z: [Float], views: Int, dim: Int, main: [Int32], aux: [Int32],
                     spaTargets: [Int32]?, config: LossConfig) -> LossOutput {
     z.withUnsafeBufferPointer {
-        mclLoss(z: $0, views: views, dim: dim, main: main, aux: aux, spaTargets: spaTargets, config: config)
+        contrastiveLoss(z: $0, views: views, dim: dim, main: main, aux: aux, spaTargets: spaTargets, config: config)
     }
 }
