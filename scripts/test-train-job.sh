@@ -3,7 +3,8 @@
 #  1. resume is bit-exact: a run stopped by SIGTERM and resumed with --resume auto gives the same
 #     loss at every step and a byte-identical final checkpoint as an uninterrupted run;
 #  2. killing one rank ends the job (non-zero, naming the rank; a job alive 60 s later fails);
-#  3. bad config values are rejected naming the key.
+#  3. bad config values are rejected naming the key;
+#  also: resume agreement across ranks, a stalled rank ends the job, NaN loss, checkpoint mismatch.
 # Prints "train-job <check> ok|FAIL ..." lines; exit status non-zero on any failure.
 set -uo pipefail
 BIN=${1:?usage: test-train-job.sh path/to/mcl-dist}
@@ -62,6 +63,50 @@ then
     ok resume-bit-exact "stopped after step $stopped of $(wc -l < "$W/full/metrics.jsonl"), resumed: every loss equal, $last byte-identical"
   else fail resume-bit-exact "final checkpoints differ"; fi
 else fail resume-bit-exact "losses differ after resume"; fi
+
+# 1b. resume agreement: rank 0 chooses the checkpoint, every rank loads that file. Rank 1 runs in
+# its own mount namespace where the run's checkpoints folder shows an extra, newer checkpoint
+# (as a rank with a stale or different view of a shared file system could see).
+mkdir -p "$W/agree/checkpoints" "$W/agree-r1"
+cp "$W/full/config.yaml" "$W/agree/"
+cp "$W/full/checkpoints/step-00000012".* "$W/agree/checkpoints/"
+cp -r "$W/full/checkpoints" "$W/agree-r1/checkpoints"     # step 12 and the newer step 24
+timeout 300 mpirun --oversubscribe --bind-to none -x MCL_THREADS=1 -x MCL_PROGRESS \
+  -np 1 $BIN train --config "$W/tiny.yaml" --out "$W/agree" --resume auto --set job.stall_timeout=30 : \
+  -np 1 sh -c "unshare -m sh -c 'mount --bind $W/agree-r1/checkpoints $W/agree/checkpoints && exec $BIN train --config $W/tiny.yaml --out $W/agree --resume auto --set job.stall_timeout=30'" \
+  >"$W/agree.log" 2>&1; rc=$?
+if [ $rc -eq 0 ] && grep -q "resumed from .*step-00000012.safetensors at step 12" "$W/agree.log" \
+   && cmp -s "$W/full/checkpoints/step-00000024.safetensors" "$W/agree/checkpoints/step-00000024.safetensors"; then
+  ok resume-agreement "rank 1 also saw step 24, both loaded rank 0's step 12; final checkpoint byte-identical to the uninterrupted run"
+else fail resume-agreement "exit $rc: $(grep -E 'resumed|error' "$W/agree.log" | head -3)"; fi
+# ... and a rank whose view of the chosen checkpoint differs ends the job, naming itself and the file.
+rm -rf "$W/agree" "$W/agree-r1"; mkdir -p "$W/agree/checkpoints" "$W/agree-r1/checkpoints"
+cp "$W/full/checkpoints/step-00000012".* "$W/agree/checkpoints/"
+cp "$W/full/checkpoints/step-00000012.json" "$W/agree-r1/checkpoints/"
+cp "$W/full/checkpoints/step-00000024.safetensors" "$W/agree-r1/checkpoints/step-00000012.safetensors"   # other bytes under the same name
+out=$(timeout 120 mpirun --oversubscribe --bind-to none -x MCL_THREADS=1 -x MCL_PROGRESS \
+  -np 1 $BIN train --config "$W/tiny.yaml" --out "$W/agree" --resume auto : \
+  -np 1 sh -c "unshare -m sh -c 'mount --bind $W/agree-r1/checkpoints $W/agree/checkpoints && exec $BIN train --config $W/tiny.yaml --out $W/agree --resume auto'" 2>&1); rc=$?
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && echo "$out" | grep -q "rank 1 cannot use the checkpoint rank 0 chose, .*step-00000012.json"; then
+  ok resume-disagreement "exit $rc: $(echo "$out" | grep -o 'rank 1 cannot use.*' | head -1 | cut -c1-160)"
+else fail resume-disagreement "exit $rc: $(echo "$out" | tail -3)"; fi
+
+# 1c. a stalled rank (SIGSTOP) ends the job: the watchdog's deadline (job.stall_timeout, here 10 s)
+# plus rank 0's report; the job must be gone within 60 s (a hang guard, not a timing check).
+$MPI $BIN train --config "$W/tiny.yaml" --out "$W/stall" --set train.epochs=50 --set job.stall_timeout=10 >"$W/stall.log" 2>&1 &
+mp=$!
+wait_lines "$W/stall/metrics.jsonl" 3 $mp
+victim=$(ranks_of $mp | tail -1)
+t0=$(date +%s)
+kill -STOP "$victim" 2>/dev/null
+( sleep 90; kill -KILL $mp 2>/dev/null ) & guard=$!
+wait $mp; rc=$?
+kill $guard 2>/dev/null
+dt=$(( $(date +%s) - t0 ))
+if [ $rc -ne 0 ] && [ $dt -lt 60 ] && grep -qE "stall: no progress for [0-9]+ s in .* during step [0-9]+.*(never reached it|rank 0 did not report)" "$W/stall.log"; then
+  ok stalled-rank "exit $rc after ${dt} s: $(grep -o 'rank [0-9]: stall.*' "$W/stall.log" | head -1 | cut -c1-180)"
+else fail stalled-rank "exit $rc after ${dt} s: $(grep -i stall "$W/stall.log" | head -2)"; fi
+kill -KILL "$victim" 2>/dev/null
 
 # 2. a killed rank ends the job
 $MPI $BIN train --config "$W/tiny.yaml" --out "$W/kill" --set train.epochs=50 >"$W/kill.log" 2>&1 &

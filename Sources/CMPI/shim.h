@@ -16,4 +16,6 @@ static inline MPI_Status *mcl_mpi_status_ignore(void) { return MPI_STATUS_IGNORE
 static inline MPI_Errhandler mcl_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline MPI_Request mcl_mpi_request_null(void) { return MPI_REQUEST_NULL; }
 static inline int mcl_mpi_success(void) { return MPI_SUCCESS; }
+static inline MPI_Datatype mcl_mpi_int64(void) { return MPI_INT64_T; }
+static inline int mcl_mpi_any_source(void) { return MPI_ANY_SOURCE; }
 #endif

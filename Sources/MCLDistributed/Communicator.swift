@@ -26,10 +26,16 @@ public protocol Communicator: AnyObject {
     func barrier()
     /// Ends the whole job (every rank) with a message naming this rank.
     func abort(_ message: String, code: Int32) -> Never
+    /// Arms the stall watchdog (see `MPICommunicator`): a collective that waits longer than
+    /// `timeout` seconds (<= 0: never) ends the job, naming `phase` (e.g. "step 12") and the
+    /// ranks that did not arrive. In-process communicators ignore it.
+    func watch(phase: String, timeout: Double)
 }
 
 extension Communicator {
     public var isRoot: Bool { rank == 0 }
+
+    public func watch(phase: String, timeout: Double) {}
 
     /// Gathers variable-length float arrays onto every rank (counts exchanged first).
     public func allgatherv(_ send: [Float]) -> [Float] {

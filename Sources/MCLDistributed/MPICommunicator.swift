@@ -8,12 +8,33 @@ import MCLCore
 /// MPI) through `MPIRuntime.shared`; a binary started without `mpirun` is a singleton rank 0 of 1.
 /// Errors return codes instead of aborting inside MPI (MPI_ERRORS_RETURN), and every failure ends
 /// the whole job through `MPI_Abort` with the rank and the reason, so no rank is left hanging.
+///
+/// Stall watchdog (what Horovod's stall inspector does, by point-to-point heartbeats): every
+/// collective is started non-blocking and waited for by polling. Entering collective number n, a
+/// rank sends rank 0 the number n (8 bytes, tag `heartbeatTag`); rank 0 drains these while it
+/// waits. When a wait exceeds `stallTimeout` seconds, rank 0 ends the job naming the phase (e.g.
+/// "step 12") and the ranks whose last heartbeat is behind its own, i.e. that never reached this
+/// collective (stopped, stuck on a file system, lost host); other ranks give rank 0 a grace period
+/// of `stallGrace` seconds before they end the job themselves.
 public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
     /// Gradient allreduce bucket size in floats (16 MiB by default).
     public var bucketFloats = 4 * 1024 * 1024
     let comm: MPI_Comm
+    /// Seconds a collective may wait before the job is ended (<= 0: wait forever).
+    public var stallTimeout: Double = 0
+    /// What the job is doing, for the stall message ("startup", "step 12", "evaluation").
+    public var phase = "startup"
+    /// Extra seconds ranks other than 0 wait, so rank 0 (which can name the late ranks) reports.
+    public var stallGrace: Double = 15
+    static let heartbeatTag: Int32 = 31_337
+    /// Collectives this rank has entered.
+    private var sequence: Int64 = 0
+    /// Rank 0: the last collective number each rank announced.
+    private var lastHeartbeat: [Int64]
+    /// Send buffers of the heartbeats in flight (a ring; each message is tiny and eager).
+    private let heartbeatRing = UnsafeMutablePointer<Int64>.allocate(capacity: 256)
 
     public init() {
         MPIRuntime.ensureInitialised()
@@ -22,6 +43,68 @@ public final class MPICommunicator: Communicator {
         MPI_Comm_rank(comm, &r)
         MPI_Comm_size(comm, &s)
         rank = Int(r); size = Int(s)
+        lastHeartbeat = [Int64](repeating: 0, count: Int(s))
+    }
+
+    public func watch(phase: String, timeout: Double) {
+        self.phase = phase
+        stallTimeout = timeout
+    }
+
+    /// Announces collective number `sequence` to rank 0 (rank 0 records its own).
+    private func enterCollective() {
+        sequence += 1
+        if rank == 0 { lastHeartbeat[0] = sequence; return }
+        let slot = heartbeatRing + Int(sequence % 256)
+        slot.pointee = sequence
+        var req = mcl_mpi_request_null()
+        if MPI_Isend(slot, 1, mcl_mpi_int64(), 0, Self.heartbeatTag, comm, &req) == mcl_mpi_success() {
+            MPI_Request_free(&req)
+        }
+    }
+
+    /// Rank 0: records every heartbeat that has arrived.
+    private func drainHeartbeats() {
+        var flag: Int32 = 0
+        var status = MPI_Status()
+        while MPI_Iprobe(mcl_mpi_any_source(), Self.heartbeatTag, comm, &flag, &status) == mcl_mpi_success() && flag != 0 {
+            var v: Int64 = 0
+            MPI_Recv(&v, 1, mcl_mpi_int64(), status.MPI_SOURCE, Self.heartbeatTag, comm, mcl_mpi_status_ignore())
+            let src = Int(status.MPI_SOURCE)
+            if src >= 0 && src < size { lastHeartbeat[src] = max(lastHeartbeat[src], v) }
+        }
+    }
+
+    /// Waits for a started collective, polling, within the stall deadline.
+    private func wait(_ request: inout MPI_Request?, _ what: @autoclosure () -> String) {
+        let t0 = ProcessStats.now()
+        let deadline = stallTimeout > 0 ? stallTimeout + (rank == 0 ? 0 : stallGrace) : .infinity
+        var spins = 0
+        while true {
+            var done: Int32 = 0
+            check(MPI_Test(&request, &done, mcl_mpi_status_ignore()), what())
+            if done != 0 { return }
+            if rank == 0 { drainHeartbeats() }
+            spins += 1
+            if spins > 1000 { usleep(50) }
+            if spins % 256 == 0, ProcessStats.now() - t0 > deadline { stalled(what(), waited: ProcessStats.now() - t0) }
+        }
+    }
+
+    private func stalled(_ what: String, waited: Double) -> Never {
+        var msg = String(format: "stall: no progress for %.0f s in %@ during %@", waited, what, phase)
+        if rank == 0 {
+            drainHeartbeats()
+            let late = (0..<size).filter { lastHeartbeat[$0] < sequence }
+            if late.isEmpty {
+                msg += "; every rank reached this collective, so it is the collective itself that stalled (network?)"
+            } else {
+                msg += "; rank(s) \(late.map(String.init).joined(separator: ", ")) never reached it (stopped, stuck or lost)"
+            }
+        } else {
+            msg += " (rank 0 did not report: it may be the stalled one)"
+        }
+        abort(msg + "; ending the job", code: 5)
     }
 
     @inline(__always)
@@ -39,7 +122,10 @@ public final class MPICommunicator: Communicator {
         var off = 0
         while off < count {
             let n = min(bucketFloats, count - off)
-            check(MPI_Allreduce(mcl_mpi_in_place(), buf + off, Int32(n), mcl_mpi_float(), mcl_mpi_sum(), comm), "MPI_Allreduce(\(n) floats)")
+            enterCollective()
+            var req = mcl_mpi_request_null()
+            check(MPI_Iallreduce(mcl_mpi_in_place(), buf + off, Int32(n), mcl_mpi_float(), mcl_mpi_sum(), comm, &req), "MPI_Iallreduce(\(n) floats)")
+            wait(&req, "allreduce of \(n) floats")
             off += n
         }
     }
@@ -48,7 +134,10 @@ public final class MPICommunicator: Communicator {
         if size == 1 || values.isEmpty { return }
         let n = values.count
         values.withUnsafeMutableBufferPointer { p in
-            check(MPI_Allreduce(mcl_mpi_in_place(), p.baseAddress!, Int32(n), mcl_mpi_double(), mcl_mpi_sum(), comm), "MPI_Allreduce(sum of \(n) doubles)")
+            enterCollective()
+            var req = mcl_mpi_request_null()
+            check(MPI_Iallreduce(mcl_mpi_in_place(), p.baseAddress!, Int32(n), mcl_mpi_double(), mcl_mpi_sum(), comm, &req), "MPI_Iallreduce(sum of \(n) doubles)")
+            wait(&req, "allreduce (sum of \(n) doubles)")
         }
     }
 
@@ -56,12 +145,18 @@ public final class MPICommunicator: Communicator {
         if size == 1 || values.isEmpty { return }
         let n = values.count
         values.withUnsafeMutableBufferPointer { p in
-            check(MPI_Allreduce(mcl_mpi_in_place(), p.baseAddress!, Int32(n), mcl_mpi_double(), mcl_mpi_max(), comm), "MPI_Allreduce(max)")
+            enterCollective()
+            var req = mcl_mpi_request_null()
+            check(MPI_Iallreduce(mcl_mpi_in_place(), p.baseAddress!, Int32(n), mcl_mpi_double(), mcl_mpi_max(), comm, &req), "MPI_Iallreduce(max)")
+            wait(&req, "allreduce (max of \(n) doubles)")
         }
     }
 
     public func allgather(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>) {
-        check(MPI_Allgather(send, Int32(count), mcl_mpi_float(), recv, Int32(count), mcl_mpi_float(), comm), "MPI_Allgather(\(count) floats)")
+        enterCollective()
+        var req = mcl_mpi_request_null()
+        check(MPI_Iallgather(send, Int32(count), mcl_mpi_float(), recv, Int32(count), mcl_mpi_float(), comm, &req), "MPI_Iallgather(\(count) floats)")
+        wait(&req, "allgather of \(count) floats")
     }
 
     public func allgatherv(_ send: UnsafePointer<Float>, counts: [Int], into recv: UnsafeMutablePointer<Float>) {
@@ -70,7 +165,10 @@ public final class MPICommunicator: Communicator {
         var displs = [Int32](repeating: 0, count: size)
         for i in 1..<max(1, size) { displs[i] = displs[i - 1] + c32[i - 1] }
         let mine = Int32(counts[rank])
-        check(MPI_Allgatherv(send, mine, mcl_mpi_float(), recv, &c32, &displs, mcl_mpi_float(), comm), "MPI_Allgatherv")
+        enterCollective()
+        var req = mcl_mpi_request_null()
+        check(MPI_Iallgatherv(send, mine, mcl_mpi_float(), recv, &c32, &displs, mcl_mpi_float(), comm, &req), "MPI_Iallgatherv")
+        wait(&req, "allgatherv")
     }
 
     public func allgather(_ send: [Int32]) -> [Int32] {
@@ -79,7 +177,10 @@ public final class MPICommunicator: Communicator {
         if n == 0 { return out }
         send.withUnsafeBufferPointer { s in
             out.withUnsafeMutableBufferPointer { o in
-                check(MPI_Allgather(s.baseAddress!, Int32(n), mcl_mpi_int32(), o.baseAddress!, Int32(n), mcl_mpi_int32(), comm), "MPI_Allgather(int32)")
+                enterCollective()
+                var req = mcl_mpi_request_null()
+                check(MPI_Iallgather(s.baseAddress!, Int32(n), mcl_mpi_int32(), o.baseAddress!, Int32(n), mcl_mpi_int32(), comm, &req), "MPI_Iallgather(int32)")
+                wait(&req, "allgather of \(n) labels")
             }
         }
         return out
@@ -90,7 +191,10 @@ public final class MPICommunicator: Communicator {
         var off = 0
         while off < count {
             let n = min(bucketFloats, count - off)
-            check(MPI_Bcast(buf + off, Int32(n), mcl_mpi_float(), Int32(root), comm), "MPI_Bcast(\(n) floats)")
+            enterCollective()
+            var req = mcl_mpi_request_null()
+            check(MPI_Ibcast(buf + off, Int32(n), mcl_mpi_float(), Int32(root), comm, &req), "MPI_Ibcast(\(n) floats)")
+            wait(&req, "broadcast of \(n) floats")
             off += n
         }
     }
@@ -98,15 +202,27 @@ public final class MPICommunicator: Communicator {
     public func broadcast(_ bytes: inout [UInt8], root: Int) {
         if size == 1 { return }
         var n = Int32(bytes.count)
-        check(MPI_Bcast(&n, 1, mcl_mpi_int32(), Int32(root), comm), "MPI_Bcast(length)")
+        enterCollective()
+        var lenReq = mcl_mpi_request_null()
+        check(MPI_Ibcast(&n, 1, mcl_mpi_int32(), Int32(root), comm, &lenReq), "MPI_Ibcast(length)")
+        wait(&lenReq, "broadcast of a length")
         if rank != root { bytes = [UInt8](repeating: 0, count: Int(n)) }
         if n == 0 { return }
         bytes.withUnsafeMutableBufferPointer { p in
-            check(MPI_Bcast(p.baseAddress!, n, mcl_mpi_byte(), Int32(root), comm), "MPI_Bcast(\(n) bytes)")
+            enterCollective()
+            var req = mcl_mpi_request_null()
+            check(MPI_Ibcast(p.baseAddress!, n, mcl_mpi_byte(), Int32(root), comm, &req), "MPI_Ibcast(\(n) bytes)")
+            wait(&req, "broadcast of \(n) bytes")
         }
     }
 
-    public func barrier() { check(MPI_Barrier(comm), "MPI_Barrier") }
+    public func barrier() {
+        if size == 1 { return }
+        enterCollective()
+        var req = mcl_mpi_request_null()
+        check(MPI_Ibarrier(comm, &req), "MPI_Ibarrier")
+        wait(&req, "barrier")
+    }
 
     public func abort(_ message: String, code: Int32) -> Never {
         MPIRuntime.abort(message, code: code)

@@ -37,6 +37,9 @@ public struct RunConfig: Sendable {
     public var ridge = 1e-6
     public var evalTrainLimit = 0
     public var evalTestLimit = 0
+    /// Seconds a collective may wait for the other ranks before the job is ended; 0 = adaptive
+    /// (`StallDeadline`). Not part of the training hash: changing it never blocks a resume.
+    public var stallTimeout = 0.0
 
     public init() {}
 
@@ -50,6 +53,7 @@ public struct RunConfig: Sendable {
         "train": ["batch_size", "epochs", "max_steps", "lr", "seed", "micro_batch", "checkpoint_every",
                   "keep_checkpoints", "deterministic", "momentum", "weight_decay"],
         "eval": ["sei_ways", "aggregations", "feature", "after_train", "ridge", "train_limit", "test_limit"],
+        "job": ["stall_timeout"],
     ]
 
     /// Every key as `section.key`.
@@ -188,6 +192,7 @@ public struct RunConfig: Sendable {
         case "eval.ridge": ridge = try RunConfig.double(key, v)
         case "eval.train_limit": evalTrainLimit = try RunConfig.int(key, v)
         case "eval.test_limit": evalTestLimit = try RunConfig.int(key, v)
+        case "job.stall_timeout": stallTimeout = try RunConfig.double(key, v)
         default: throw ConfigError("unknown key '\(key)'")
         }
     }
@@ -231,6 +236,7 @@ public struct RunConfig: Sendable {
                           ("feature", scalar(feature.rawValue)), ("after_train", scalar("\(evalAfterTrain)")),
                           ("ridge", number(ridge)), ("train_limit", scalar("\(evalTrainLimit)")),
                           ("test_limit", scalar("\(evalTestLimit)"))])),
+            ("job", map([("stall_timeout", number(stallTimeout))])),
         ])
         // Serialising a document built here from strings cannot fail.
         return try! Yams.serialize(node: doc, indent: 2, width: -1)

@@ -27,6 +27,7 @@ public func evaluateRun(model: ResNetModel, config: RunConfig, configText: Strin
     let test = try PackedDataset(path: config.dataTest)
     let ood = try config.dataOOD.map { (name: $0.name, data: try PackedDataset(path: $0.path)) }
     if comm.isRoot { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) }
+    comm.watch(phase: "evaluation", timeout: StallDeadline(configured: config.stallTimeout).evaluation)
     return try runEvaluation(model: model, comm: comm, train: train, test: test, ood: ood, options: EvalOptions(config: config),
                              outDir: outDir, checkpoint: checkpoint, configText: configText, log: log)
 }

@@ -91,6 +91,15 @@ public enum Checkpoints {
         return (st, weights)
     }
 
+    /// A fingerprint of a file's bytes (FNV-1a 64, hex), to check that every rank reads the same
+    /// checkpoint.
+    public static func fingerprint(_ path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else { throw SafeTensorsError("\(path): cannot read") }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        data.withUnsafeBytes { for b in $0 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 } }
+        return String(format: "%016llx", h)
+    }
+
     /// Loads weights, BN statistics and (when present) momentum buffers.
     public static func load(weights: String, model: ResNetModel, optimizer: SGD?) throws {
         let f = try SafeTensorsFile(path: weights)

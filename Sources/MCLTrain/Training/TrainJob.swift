@@ -42,7 +42,10 @@ public final class TrainJob {
 
     public func run() throws -> TrainExit {
         Threads.set(Threads.perRank(explicit: options.threads))
+        comm.watch(phase: "startup", timeout: StallDeadline.startupFloor)
         let run = try TrainingRun(options: options, comm: comm, log: log)
+        var deadline = StallDeadline(configured: run.config.stallTimeout)
+        comm.watch(phase: "startup", timeout: deadline.startup)
         let start = try resumePoint(run)
         let metrics = try MetricsLog(path: run.outDir + "/metrics.jsonl", keepingStepsBefore: start, writer: comm.isRoot)
         StopSignal.install()
@@ -54,7 +57,9 @@ public final class TrainJob {
         for step in start..<run.totalSteps {
             let (epoch, inEpoch) = (step / run.stepsPerEpoch, step % run.stepsPerEpoch)
             let batch = run.loader.batch(epoch: epoch, step: inEpoch)
+            comm.watch(phase: "step \(step) (epoch \(epoch + 1))", timeout: deadline.training)
             let st = run.step(batch, step: step)
+            deadline.record(stepSeconds: st.totalSeconds)
             guard st.loss.isFinite else {
                 log("mcl-dist: non-finite loss (\(st.loss)) at step \(step) (epoch \(epoch + 1)); stopping. Last good checkpoint: \(lastCheckpoint ?? "none")")
                 return .nonFiniteLoss
@@ -87,27 +92,53 @@ public final class TrainJob {
 
     /// The step to start from: 0, or that of the checkpoint `--resume` names (`auto`: the newest
     /// valid one of this configuration in the run directory), whose weights, momentum and
-    /// optimizer step count are loaded into the run.
+    /// optimizer step count are loaded into the run. Rank 0 alone chooses and broadcasts the
+    /// state file and a fingerprint of its weights; every rank loads exactly that file, or the
+    /// job ends naming the rank and the file (on a shared file system with attribute caching,
+    /// ranks choosing on their own could load different steps).
     func resumePoint(_ run: TrainingRun) throws -> Int {
         guard let resume = options.resume else { return 0 }
-        let hash = run.config.trainingHash
-        var found: (TrainState, String)? = nil
-        if resume == "auto" {
-            found = Checkpoints.newestValid(runDir: run.outDir, configHash: hash, log: log)
-            if found == nil { log("resume auto: no valid checkpoint in \(Checkpoints.directory(run.outDir)); starting fresh") }
-        } else {
-            let stateFile = resume.hasSuffix(".safetensors") ? String(resume.dropLast(".safetensors".count)) + ".json" : resume
-            let (st, w) = try Checkpoints.read(stateFile: stateFile)
-            if st.configHash != hash {
-                throw ConfigError("--resume \(resume): checkpoint was made with a different training configuration (hash \(st.configHash), this config \(hash))")
-            }
-            found = (st, w)
+        var choice = ""   // "" = start fresh; "!" + error; else "<state file>\t<fingerprint>"
+        if comm.isRoot {
+            do {
+                if let (_, weights) = try chooseCheckpoint(resume, run) {
+                    choice = String(weights.dropLast(".safetensors".count)) + ".json\t" + (try Checkpoints.fingerprint(weights))
+                }
+            } catch { choice = "!\(error)" }
         }
-        guard let (st, w) = found else { return 0 }
-        try Checkpoints.load(weights: w, model: run.model, optimizer: run.trainer.optimizer)
+        choice = comm.size > 1 ? comm.broadcast(choice, root: 0) : choice
+        if choice.hasPrefix("!") { throw ConfigError(String(choice.dropFirst())) }
+        if choice.isEmpty { return 0 }
+        let parts = choice.split(separator: "\t").map(String.init)
+        let stateFile = parts[0], wanted = parts[1]
+        let st: TrainState, weights: String
+        do {
+            (st, weights) = try Checkpoints.read(stateFile: stateFile)
+            let mine = try Checkpoints.fingerprint(weights)
+            guard mine == wanted else { throw ConfigError("its weights differ from rank 0's (fingerprint \(mine), rank 0 \(wanted))") }
+        } catch {
+            throw ConfigError("resume: rank \(comm.rank) cannot use the checkpoint rank 0 chose, \(stateFile): \(error)")
+        }
+        try Checkpoints.load(weights: weights, model: run.model, optimizer: run.trainer.optimizer)
         run.trainer.optimizer.steps = st.optimizerSteps
-        log("resumed from \(w) at step \(st.step) (epoch \(st.epoch + 1))")
+        log("resumed from \(weights) at step \(st.step) (epoch \(st.epoch + 1)); every rank loaded the same file (fingerprint \(wanted))")
         return st.step
+    }
+
+    /// Rank 0's choice of checkpoint for `--resume` (nil: none, start fresh).
+    func chooseCheckpoint(_ resume: String, _ run: TrainingRun) throws -> (TrainState, String)? {
+        let hash = run.config.trainingHash
+        if resume == "auto" {
+            let found = Checkpoints.newestValid(runDir: run.outDir, configHash: hash, log: log)
+            if found == nil { log("resume auto: no valid checkpoint in \(Checkpoints.directory(run.outDir)); starting fresh") }
+            return found
+        }
+        let stateFile = resume.hasSuffix(".safetensors") ? String(resume.dropLast(".safetensors".count)) + ".json" : resume
+        let (st, w) = try Checkpoints.read(stateFile: stateFile)
+        if st.configHash != hash {
+            throw ConfigError("--resume \(resume): checkpoint was made with a different training configuration (hash \(st.configHash), this config \(hash))")
+        }
+        return (st, w)
     }
 
     /// Rank 0 writes the checkpoint after `steps` completed steps; every rank waits for it.
