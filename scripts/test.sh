@@ -6,7 +6,8 @@
 #      then, when ../shared/golden exists and MCL_GOLDEN_DIR is unset, the golden tests again on it;
 #   3. the multi-rank MPI checks under mpirun -np 1, 2 and 4 (oversubscribed);
 #   4. a failing rank ends the whole job;
-#   5. the training-job checks (scripts/test-train-job.sh).
+#   5. the training-job checks (scripts/test-train-job.sh);
+#   6. several hosts: network namespaces as hosts, MPI over TCP (cluster/test/netns-multihost.sh).
 # The last line is the tally of test cases: "N passed, M failed, K skipped", where a case is an
 # XCTest case, a Swift Testing test, an MPI check at one rank count, or a training-job check; a
 # process that dies before reporting counts as one failed case.
@@ -30,7 +31,14 @@ bash scripts/setup.sh packages || { echo "setup FAILED"; echo "0 passed, 1 faile
 echo "== build"
 if ! swift build --build-tests >"$LOG/build" 2>&1; then
   grep -E "error:" "$LOG/build" | head -20; tail -5 "$LOG/build"
-  echo "build FAILED"; tally 0 1 0; finish
+  echo "build FAILED"; tally 0 1 0; echo "== several hosts: 2 network namespaces x 2 ranks over TCP vs 1 host x 4 ranks"
+out=$(bash cluster/test/netns-multihost.sh "$BIN_DIR/mcl-dist" 2>&1); rc=$?
+echo "$out" | grep -E "^multihost "
+ok=$(echo "$out" | grep -cE "^multihost .* ok "); bad=$(echo "$out" | grep -cE "^multihost .* FAIL")
+if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then echo "multi-host checks exited $rc"; echo "$out" | tail -10; bad=1; fi
+tally "$ok" "$bad" 0
+
+finish
 fi
 BIN_DIR=$(swift build --show-bin-path)
 
