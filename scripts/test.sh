@@ -31,14 +31,7 @@ bash scripts/setup.sh packages || { echo "setup FAILED"; echo "0 passed, 1 faile
 echo "== build"
 if ! swift build --build-tests >"$LOG/build" 2>&1; then
   grep -E "error:" "$LOG/build" | head -20; tail -5 "$LOG/build"
-  echo "build FAILED"; tally 0 1 0; echo "== several hosts: 2 network namespaces x 2 ranks over TCP vs 1 host x 4 ranks"
-out=$(bash cluster/test/netns-multihost.sh "$BIN_DIR/mcl-dist" 2>&1); rc=$?
-echo "$out" | grep -E "^multihost "
-ok=$(echo "$out" | grep -cE "^multihost .* ok "); bad=$(echo "$out" | grep -cE "^multihost .* FAIL")
-if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then echo "multi-host checks exited $rc"; echo "$out" | tail -10; bad=1; fi
-tally "$ok" "$bad" 0
-
-finish
+  echo "build FAILED"; tally 0 1 0; finish
 fi
 BIN_DIR=$(swift build --show-bin-path)
 
@@ -116,6 +109,13 @@ out=$(MCL_GOLDEN_DIR=$GOLDEN bash scripts/test-train-job.sh "$BIN_DIR/mcl-dist" 
 echo "$out" | grep -E "^train-job "
 ok=$(echo "$out" | grep -cE "^train-job .* ok "); bad=$(echo "$out" | grep -cE "^train-job .* FAIL")
 if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then echo "training-job checks exited $rc"; echo "$out" | tail -10; bad=1; fi
+tally "$ok" "$bad" 0
+
+echo "== several hosts: 2 network namespaces x 2 ranks over TCP vs 1 host x 4 ranks"
+out=$(bash cluster/test/netns-multihost.sh "$BIN_DIR/mcl-dist" 2>&1); rc=$?
+echo "$out" | grep -E "^multihost "
+ok=$(echo "$out" | grep -cE "^multihost .* ok "); bad=$(echo "$out" | grep -cE "^multihost .* FAIL")
+if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then echo "multi-host checks exited $rc"; echo "$out" | tail -10; bad=1; fi
 tally "$ok" "$bad" 0
 
 finish
