@@ -200,24 +200,19 @@ final class GaussianSEITests: XCTestCase {
         }
     }
 
-    /// The BLAS path at scale: 2,000 test images x 8 views x 10 classes at d = 128 (a debug build;
-    /// 10,000 images take ~1.9 s at d = 128 and ~8.5 s at d = 512 in release on 2 cores).
-    func testBatchScoringSpeed() throws {
+    /// The BLAS path at scale: 2,000 test images x 8 views x 10 classes at d = 128, every distance
+    /// finite (speed is measured by benchmarks, not here).
+    func testBatchScoringAtScale() throws {
         let d = 128, C = 10, R = 4
         var rng = SplitMix64(seed: 8)
         let n = C * R * 200
         let x = (0..<(n * d)).map { _ in Float(rng.nextGaussian()) }
         let y = (0..<n).map { $0 % C }, r = (0..<n).map { ($0 / C) % R }
-        var t0 = Date()
         let g = try ClassGaussians(features: x, dim: d, mainLabels: y, auxLabels: r, numMain: C, numAux: R)
-        let fit = Date().timeIntervalSince(t0)
         let T = 2_000
         let tv = (0..<(T * 8 * d)).map { _ in Float(rng.nextGaussian()) }
-        t0 = Date()
         let D = seiDistances(gaussians: g, testViews: tv, tests: T, views: 8)
-        let dt = Date().timeIntervalSince(t0)
         XCTAssertEqual(D.count, T * 8 * C)
         XCTAssertFalse(D.contains { !$0.isFinite })
-        print(String(format: "speed: fit %d x %d into %d Gaussians %.3f s; distances 2000x8x10 at d=128: %.3f s", n, d, C * R, fit, dt))
     }
 }

@@ -126,7 +126,6 @@ final class EvaluationPipelineTests: XCTestCase {
     // MARK: end to end
 
     func testEndToEndTinyModel() throws {
-        let t0 = ProcessStats.now()
         let fx = Self.fixture()
         let model = try Self.tinyModel()
         let dir = try tempDir() + "/out"
@@ -179,8 +178,6 @@ final class EvaluationPipelineTests: XCTestCase {
             XCTAssertEqual(s.count, fx.ood[k].data.count)
             XCTAssertEqual(oodMetrics(inScores: inScores, oodScores: s), def.ood[k].metrics, name)
         }
-        let seconds = ProcessStats.now() - t0
-        print("end-to-end tiny evaluation: \(String(format: "%.2f", seconds)) s")
     }
 
     /// The same evaluation over 1 and 2 ranks (threads with an in-process communicator) gives the
