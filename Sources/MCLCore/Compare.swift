@@ -36,15 +36,4 @@ public enum Compare {
         }
         return (ok, worst)
     }
-
-    /// Elementwise relative error |a-b| / max(|b|, floor).
-    public static func relElementwise(_ a: [Double], _ b: [Double], floor: Double = 1e-12) -> Double {
-        precondition(a.count == b.count)
-        var err = 0.0
-        for i in 0..<a.count {
-            if !a[i].isFinite { return .infinity }
-            err = max(err, abs(a[i] - b[i]) / max(abs(b[i]), floor))
-        }
-        return err
-    }
 }

@@ -43,6 +43,4 @@ public final class Workspace: @unchecked Sendable {
     }
 
     public var totalFloats: Int { buffers.values.reduce(0) { $0 + $1.count } }
-
-    public func releaseAll() { buffers.removeAll() }
 }
