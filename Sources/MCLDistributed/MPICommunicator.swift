@@ -11,11 +11,12 @@ import MCLCore
 ///
 /// Stall watchdog (what Horovod's stall inspector does, by point-to-point heartbeats): every
 /// collective is started non-blocking and waited for by polling. Entering collective number n, a
-/// rank sends rank 0 the number n (8 bytes, tag `heartbeatTag`); rank 0 drains these while it
-/// waits. When a wait exceeds `stallTimeout` seconds, rank 0 ends the job naming the phase (e.g.
-/// "step 12") and the ranks whose last heartbeat is behind its own, i.e. that never reached this
-/// collective (stopped, stuck on a file system, lost host); other ranks give rank 0 a grace period
-/// of `stallGrace` seconds before they end the job themselves.
+/// rank sends rank 0 the number n (8 bytes, tag `heartbeatTag`), and again every second while it
+/// waits inside it; rank 0 drains these while it waits. When a wait exceeds `stallTimeout`
+/// seconds, rank 0 ends the job naming the phase (e.g. "step 12") and the ranks that never reached
+/// this collective or that stopped sending signs of life inside it (stopped, stuck on a file
+/// system, lost host); other ranks give rank 0 a grace period of `stallGrace` seconds before they
+/// end the job themselves.
 public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
@@ -31,8 +32,9 @@ public final class MPICommunicator: Communicator {
     static let heartbeatTag: Int32 = 31_337
     /// Collectives this rank has entered.
     private var sequence: Int64 = 0
-    /// Rank 0: the last collective number each rank announced.
+    /// Rank 0: the last collective number each rank announced, and when it last heard from it.
     private var lastHeartbeat: [Int64]
+    private var lastHeard: [Double]
     /// Send buffers of the heartbeats in flight (a ring; each message is tiny and eager).
     private let heartbeatRing = UnsafeMutablePointer<Int64>.allocate(capacity: 256)
 
@@ -44,6 +46,7 @@ public final class MPICommunicator: Communicator {
         MPI_Comm_size(comm, &s)
         rank = Int(r); size = Int(s)
         lastHeartbeat = [Int64](repeating: 0, count: Int(s))
+        lastHeard = [Double](repeating: ProcessStats.now(), count: Int(s))
     }
 
     public func watch(phase: String, timeout: Double) {
@@ -55,6 +58,11 @@ public final class MPICommunicator: Communicator {
     private func enterCollective() {
         sequence += 1
         if rank == 0 { lastHeartbeat[0] = sequence; return }
+        sendHeartbeat()
+    }
+
+    /// Sends rank 0 this rank's collective number (entering it, or alive inside it).
+    private func sendHeartbeat() {
         let slot = heartbeatRing + Int(sequence % 256)
         slot.pointee = sequence
         var req = mcl_mpi_request_null()
@@ -71,7 +79,7 @@ public final class MPICommunicator: Communicator {
             var v: Int64 = 0
             MPI_Recv(&v, 1, mcl_mpi_int64(), status.MPI_SOURCE, Self.heartbeatTag, comm, mcl_mpi_status_ignore())
             let src = Int(status.MPI_SOURCE)
-            if src >= 0 && src < size { lastHeartbeat[src] = max(lastHeartbeat[src], v) }
+            if src >= 0 && src < size { lastHeartbeat[src] = max(lastHeartbeat[src], v); lastHeard[src] = ProcessStats.now() }
         }
     }
 
@@ -79,7 +87,7 @@ public final class MPICommunicator: Communicator {
     private func wait(_ request: inout MPI_Request?, _ what: @autoclosure () -> String) {
         let t0 = ProcessStats.now()
         let deadline = stallTimeout > 0 ? stallTimeout + (rank == 0 ? 0 : stallGrace) : .infinity
-        var spins = 0
+        var spins = 0, lastAlive = t0
         while true {
             var done: Int32 = 0
             check(MPI_Test(&request, &done, mcl_mpi_status_ignore()), what())
@@ -87,7 +95,11 @@ public final class MPICommunicator: Communicator {
             if rank == 0 { drainHeartbeats() }
             spins += 1
             if spins > 1000 { usleep(50) }
-            if spins % 256 == 0, ProcessStats.now() - t0 > deadline { stalled(what(), waited: ProcessStats.now() - t0) }
+            if spins % 256 == 0 {
+                let now = ProcessStats.now()
+                if stallTimeout > 0 && rank != 0 && now - lastAlive >= 1 { sendHeartbeat(); lastAlive = now }
+                if now - t0 > deadline { stalled(what(), waited: now - t0) }
+            }
         }
     }
 
@@ -95,11 +107,15 @@ public final class MPICommunicator: Communicator {
         var msg = String(format: "stall: no progress for %.0f s in %@ during %@", waited, what, phase)
         if rank == 0 {
             drainHeartbeats()
-            let late = (0..<size).filter { lastHeartbeat[$0] < sequence }
-            if late.isEmpty {
-                msg += "; every rank reached this collective, so it is the collective itself that stalled (network?)"
-            } else {
+            let now = ProcessStats.now()
+            let late = (1..<max(1, size)).filter { lastHeartbeat[$0] < sequence }
+            let silent = (1..<max(1, size)).filter { lastHeartbeat[$0] >= sequence && now - lastHeard[$0] > 5 }
+            if !late.isEmpty {
                 msg += "; rank(s) \(late.map(String.init).joined(separator: ", ")) never reached it (stopped, stuck or lost)"
+            } else if !silent.isEmpty {
+                msg += "; rank(s) \(silent.map(String.init).joined(separator: ", ")) reached it and then fell silent (stopped or lost)"
+            } else {
+                msg += "; every rank is inside this collective and alive, so the collective itself stalled (network?)"
             }
         } else {
             msg += " (rank 0 did not report: it may be the stalled one)"
