@@ -83,6 +83,14 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    /// Starts a collective (announced to the watchdog) with `start(&request)` and waits for it.
+    private func collective(_ what: @autoclosure () -> String, _ start: (UnsafeMutablePointer<MPI_Request?>) -> Int32) {
+        enterCollective()
+        var request: MPI_Request? = mcl_mpi_request_null()
+        check(start(&request), what())
+        wait(&request, what())
+    }
+
     /// Waits for a started collective, polling, within the stall deadline.
     private func wait(_ request: inout MPI_Request?, _ what: @autoclosure () -> String) {
         let t0 = ProcessStats.now()
@@ -138,10 +146,7 @@ public final class MPICommunicator: Communicator {
         var off = 0
         while off < count {
             let n = min(bucketFloats, count - off)
-            enterCollective()
-            var req = mcl_mpi_request_null()
-            check(MPI_Iallreduce(mcl_mpi_in_place(), buf + off, Int32(n), mcl_mpi_float(), mcl_mpi_sum(), comm, &req), "MPI_Iallreduce(\(n) floats)")
-            wait(&req, "allreduce of \(n) floats")
+            collective("allreduce of \(n) floats") { MPI_Iallreduce(mcl_mpi_in_place(), buf + off, Int32(n), mcl_mpi_float(), mcl_mpi_sum(), comm, $0) }
             off += n
         }
     }
@@ -150,10 +155,7 @@ public final class MPICommunicator: Communicator {
         if size == 1 || values.isEmpty { return }
         let n = values.count
         values.withUnsafeMutableBufferPointer { p in
-            enterCollective()
-            var req = mcl_mpi_request_null()
-            check(MPI_Iallreduce(mcl_mpi_in_place(), p.baseAddress!, Int32(n), mcl_mpi_double(), mcl_mpi_sum(), comm, &req), "MPI_Iallreduce(sum of \(n) doubles)")
-            wait(&req, "allreduce (sum of \(n) doubles)")
+            collective("allreduce (sum of \(n) doubles)") { MPI_Iallreduce(mcl_mpi_in_place(), p.baseAddress!, Int32(n), mcl_mpi_double(), mcl_mpi_sum(), comm, $0) }
         }
     }
 
@@ -161,30 +163,26 @@ public final class MPICommunicator: Communicator {
         if size == 1 || values.isEmpty { return }
         let n = values.count
         values.withUnsafeMutableBufferPointer { p in
-            enterCollective()
-            var req = mcl_mpi_request_null()
-            check(MPI_Iallreduce(mcl_mpi_in_place(), p.baseAddress!, Int32(n), mcl_mpi_double(), mcl_mpi_max(), comm, &req), "MPI_Iallreduce(max)")
-            wait(&req, "allreduce (max of \(n) doubles)")
+            collective("allreduce (max of \(n) doubles)") { MPI_Iallreduce(mcl_mpi_in_place(), p.baseAddress!, Int32(n), mcl_mpi_double(), mcl_mpi_max(), comm, $0) }
         }
     }
 
     public func allgather(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>) {
-        enterCollective()
-        var req = mcl_mpi_request_null()
-        check(MPI_Iallgather(send, Int32(count), mcl_mpi_float(), recv, Int32(count), mcl_mpi_float(), comm, &req), "MPI_Iallgather(\(count) floats)")
-        wait(&req, "allgather of \(count) floats")
+        collective("allgather of \(count) floats") { MPI_Iallgather(send, Int32(count), mcl_mpi_float(), recv, Int32(count), mcl_mpi_float(), comm, $0) }
     }
 
     public func allgatherv(_ send: UnsafePointer<Float>, counts: [Int], into recv: UnsafeMutablePointer<Float>) {
         precondition(counts.count == size)
-        var c32 = counts.map { Int32($0) }
+        let c32 = counts.map { Int32($0) }
         var displs = [Int32](repeating: 0, count: size)
         for i in 1..<max(1, size) { displs[i] = displs[i - 1] + c32[i - 1] }
         let mine = Int32(counts[rank])
-        enterCollective()
-        var req = mcl_mpi_request_null()
-        check(MPI_Iallgatherv(send, mine, mcl_mpi_float(), recv, &c32, &displs, mcl_mpi_float(), comm, &req), "MPI_Iallgatherv")
-        wait(&req, "allgatherv")
+        // A non-blocking collective reads the count arrays until it completes: keep them pinned.
+        c32.withUnsafeBufferPointer { cp in
+            displs.withUnsafeBufferPointer { dp in
+                collective("allgatherv") { MPI_Iallgatherv(send, mine, mcl_mpi_float(), recv, cp.baseAddress, dp.baseAddress, mcl_mpi_float(), comm, $0) }
+            }
+        }
     }
 
     public func allgather(_ send: [Int32]) -> [Int32] {
@@ -193,10 +191,7 @@ public final class MPICommunicator: Communicator {
         if n == 0 { return out }
         send.withUnsafeBufferPointer { s in
             out.withUnsafeMutableBufferPointer { o in
-                enterCollective()
-                var req = mcl_mpi_request_null()
-                check(MPI_Iallgather(s.baseAddress!, Int32(n), mcl_mpi_int32(), o.baseAddress!, Int32(n), mcl_mpi_int32(), comm, &req), "MPI_Iallgather(int32)")
-                wait(&req, "allgather of \(n) labels")
+                collective("allgather of \(n) labels") { MPI_Iallgather(s.baseAddress!, Int32(n), mcl_mpi_int32(), o.baseAddress!, Int32(n), mcl_mpi_int32(), comm, $0) }
             }
         }
         return out
@@ -207,10 +202,7 @@ public final class MPICommunicator: Communicator {
         var off = 0
         while off < count {
             let n = min(bucketFloats, count - off)
-            enterCollective()
-            var req = mcl_mpi_request_null()
-            check(MPI_Ibcast(buf + off, Int32(n), mcl_mpi_float(), Int32(root), comm, &req), "MPI_Ibcast(\(n) floats)")
-            wait(&req, "broadcast of \(n) floats")
+            collective("broadcast of \(n) floats") { MPI_Ibcast(buf + off, Int32(n), mcl_mpi_float(), Int32(root), comm, $0) }
             off += n
         }
     }
@@ -218,26 +210,19 @@ public final class MPICommunicator: Communicator {
     public func broadcast(_ bytes: inout [UInt8], root: Int) {
         if size == 1 { return }
         var n = Int32(bytes.count)
-        enterCollective()
-        var lenReq = mcl_mpi_request_null()
-        check(MPI_Ibcast(&n, 1, mcl_mpi_int32(), Int32(root), comm, &lenReq), "MPI_Ibcast(length)")
-        wait(&lenReq, "broadcast of a length")
+        withUnsafeMutablePointer(to: &n) { np in
+            collective("broadcast of a length") { MPI_Ibcast(np, 1, mcl_mpi_int32(), Int32(root), comm, $0) }
+        }
         if rank != root { bytes = [UInt8](repeating: 0, count: Int(n)) }
         if n == 0 { return }
         bytes.withUnsafeMutableBufferPointer { p in
-            enterCollective()
-            var req = mcl_mpi_request_null()
-            check(MPI_Ibcast(p.baseAddress!, n, mcl_mpi_byte(), Int32(root), comm, &req), "MPI_Ibcast(\(n) bytes)")
-            wait(&req, "broadcast of \(n) bytes")
+            collective("broadcast of \(n) bytes") { MPI_Ibcast(p.baseAddress!, n, mcl_mpi_byte(), Int32(root), comm, $0) }
         }
     }
 
     public func barrier() {
         if size == 1 { return }
-        enterCollective()
-        var req = mcl_mpi_request_null()
-        check(MPI_Ibarrier(comm, &req), "MPI_Ibarrier")
-        wait(&req, "barrier")
+        collective("barrier") { MPI_Ibarrier(comm, $0) }
     }
 
     public func abort(_ message: String, code: Int32) -> Never {
