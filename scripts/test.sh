@@ -7,7 +7,8 @@
 #   3. the multi-rank MPI checks under mpirun -np 1, 2 and 4 (oversubscribed);
 #   4. a failing rank ends the whole job;
 #   5. the training-job checks (scripts/test-train-job.sh);
-#   6. several hosts: network namespaces as hosts, MPI over TCP (cluster/test/netns-multihost.sh).
+#   6. several hosts: network namespaces as hosts, MPI over TCP (cluster/test/netns-multihost.sh);
+#   7. Slurm: munge, slurmctld and slurmd started here run the sbatch scripts (cluster/test/slurm-local.sh).
 # The last line is the tally of test cases: "N passed, M failed, K skipped", where a case is an
 # XCTest case, a Swift Testing test, an MPI check at one rank count, or a training-job check; a
 # process that dies before reporting counts as one failed case.
@@ -125,6 +126,13 @@ out=$(bash cluster/test/netns-multihost.sh "$BIN_DIR/mcl-dist" 2>&1); rc=$?
 echo "$out" | grep -E "^multihost "
 ok=$(echo "$out" | grep -cE "^multihost .* ok "); bad=$(echo "$out" | grep -cE "^multihost .* FAIL")
 if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then echo "multi-host checks exited $rc"; echo "$out" | tail -10; bad=1; fi
+tally "$ok" "$bad" 0
+
+echo "== Slurm: a local slurmctld/slurmd runs the project's own sbatch scripts (cluster/test/slurm-local.sh)"
+out=$(bash cluster/test/slurm-local.sh "$BIN_DIR/mcl-dist" 2>&1); rc=$?
+echo "$out" | grep -E "^slurm "
+ok=$(echo "$out" | grep -cE "^slurm .* ok "); bad=$(echo "$out" | grep -cE "^slurm .* FAIL")
+if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then echo "Slurm checks exited $rc"; echo "$out" | tail -10; bad=1; fi
 tally "$ok" "$bad" 0
 
 finish
