@@ -56,6 +56,17 @@ swift_tally() {  # log exit-code label
   tally $((p + st_p)) "$f" $((s + st_s))
 }
 
+# Runs a check script that prints "<prefix> <check> ok|FAIL|skipped ..." lines and tallies them; a
+# non-zero exit with no FAIL line (the script died) counts as one failure.
+check_lines() {  # prefix command...
+  local prefix=$1 out rc ok bad sk; shift
+  out=$("$@" 2>&1); rc=$?
+  echo "$out" | grep -E "^$prefix "
+  ok=$(echo "$out" | grep -cE "^$prefix .* ok "); bad=$(echo "$out" | grep -cE "^$prefix .* FAIL"); sk=$(echo "$out" | grep -cE "^$prefix .* skipped")
+  if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then echo "$prefix checks exited $rc"; echo "$out" | tail -10; bad=1; fi
+  tally "$ok" "$bad" "$sk"
+}
+
 # Every case of a golden folder's manifest prints exactly one `golden <case>` line.
 golden_lines() {  # log golden-dir label
   local log=$1 dir=$2 label=$3 want got
@@ -115,24 +126,12 @@ else
 fi
 
 echo "== training job: resume, failures, config errors (2 ranks)"
-out=$(MCL_GOLDEN_DIR=$GOLDEN bash scripts/test-train-job.sh "$BIN_DIR/mcl-dist" 2>&1); rc=$?
-echo "$out" | grep -E "^train-job "
-ok=$(echo "$out" | grep -cE "^train-job .* ok "); bad=$(echo "$out" | grep -cE "^train-job .* FAIL")
-if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then echo "training-job checks exited $rc"; echo "$out" | tail -10; bad=1; fi
-tally "$ok" "$bad" 0
+check_lines train-job env MCL_GOLDEN_DIR="$GOLDEN" bash scripts/test-train-job.sh "$BIN_DIR/mcl-dist"
 
 echo "== several hosts: 2 network namespaces x 2 ranks over TCP vs 1 host x 4 ranks"
-out=$(bash cluster/test/netns-multihost.sh "$BIN_DIR/mcl-dist" 2>&1); rc=$?
-echo "$out" | grep -E "^multihost "
-ok=$(echo "$out" | grep -cE "^multihost .* ok "); bad=$(echo "$out" | grep -cE "^multihost .* FAIL")
-if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then echo "multi-host checks exited $rc"; echo "$out" | tail -10; bad=1; fi
-tally "$ok" "$bad" 0
+check_lines multihost bash cluster/test/netns-multihost.sh "$BIN_DIR/mcl-dist"
 
 echo "== Slurm: a local slurmctld/slurmd runs the project's own sbatch scripts (cluster/test/slurm-local.sh)"
-out=$(bash cluster/test/slurm-local.sh "$BIN_DIR/mcl-dist" 2>&1); rc=$?
-echo "$out" | grep -E "^slurm "
-ok=$(echo "$out" | grep -cE "^slurm .* ok "); bad=$(echo "$out" | grep -cE "^slurm .* FAIL")
-if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then echo "Slurm checks exited $rc"; echo "$out" | tail -10; bad=1; fi
-tally "$ok" "$bad" 0
+check_lines slurm bash cluster/test/slurm-local.sh "$BIN_DIR/mcl-dist"
 
 finish
