@@ -47,6 +47,9 @@ public final class TrainJob {
         var deadline = StallDeadline(configured: run.config.stallTimeout)
         comm.watch(phase: "startup", timeout: deadline.startup)
         let start = try resumePoint(run)
+        guard start <= run.totalSteps else {
+            throw ConfigError("--resume: the checkpoint is at step \(start), beyond this run's \(run.totalSteps) steps (train.epochs / train.max_steps)")
+        }
         let metrics = try MetricsLog(path: run.outDir + "/metrics.jsonl", keepingStepsBefore: start, writer: comm.isRoot)
         StopSignal.install()
         run.announce(log: log)
