@@ -95,16 +95,19 @@ public final class MPICommunicator: Communicator {
     private func wait(_ request: inout MPI_Request?, _ what: @autoclosure () -> String) {
         let t0 = ProcessStats.now()
         let deadline = stallTimeout > 0 ? stallTimeout + (rank == 0 ? 0 : stallGrace) : .infinity
-        var spins = 0, lastAlive = t0
+        var spins = 0, lastAlive = t0, napping = false
         while true {
             var done: Int32 = 0
             check(MPI_Test(&request, &done, mcl_mpi_status_ignore()), what())
             if done != 0 { return }
             if rank == 0 { drainHeartbeats() }
             spins += 1
-            if spins > 1000 { usleep(50) }
+            // Busy-poll like a blocking collective (each test advances its rounds) for the first
+            // second; a longer wait is another rank's lateness, so then nap between tests.
+            if napping { usleep(200) }
             if spins % 256 == 0 {
                 let now = ProcessStats.now()
+                napping = now - t0 > 1
                 if stallTimeout > 0 && rank != 0 && now - lastAlive >= 1 { sendHeartbeat(); lastAlive = now }
                 if now - t0 > deadline { stalled(what(), waited: now - t0) }
             }
