@@ -66,15 +66,18 @@ else fail resume-bit-exact "losses differ after resume"; fi
 
 # 1b. resume agreement: rank 0 chooses the checkpoint, every rank loads that file. Rank 1 runs in
 # its own mount namespace where the run's checkpoints folder shows an extra, newer checkpoint
-# (as a rank with a stale or different view of a shared file system could see).
+# (as a rank with a stale or different view of a shared file system could see): $W/agree/checkpoints
+# shows $W/agree-r1/checkpoints there. A 30-s stall deadline and a 300-s bound end a stuck job.
+resume_split_view() {
+  timeout 300 mpirun --oversubscribe --bind-to none -x MCL_THREADS=1 -x MCL_PROGRESS \
+    -np 1 $BIN train --config "$W/tiny.yaml" --out "$W/agree" --resume auto --set job.stall_timeout=30 : \
+    -np 1 sh -c "unshare -m sh -c 'mount --bind $W/agree-r1/checkpoints $W/agree/checkpoints && exec $BIN train --config $W/tiny.yaml --out $W/agree --resume auto --set job.stall_timeout=30'"
+}
 mkdir -p "$W/agree/checkpoints" "$W/agree-r1"
 cp "$W/full/config.yaml" "$W/agree/"
 cp "$W/full/checkpoints/step-00000012".* "$W/agree/checkpoints/"
 cp -r "$W/full/checkpoints" "$W/agree-r1/checkpoints"     # step 12 and the newer step 24
-timeout 300 mpirun --oversubscribe --bind-to none -x MCL_THREADS=1 -x MCL_PROGRESS \
-  -np 1 $BIN train --config "$W/tiny.yaml" --out "$W/agree" --resume auto --set job.stall_timeout=30 : \
-  -np 1 sh -c "unshare -m sh -c 'mount --bind $W/agree-r1/checkpoints $W/agree/checkpoints && exec $BIN train --config $W/tiny.yaml --out $W/agree --resume auto --set job.stall_timeout=30'" \
-  >"$W/agree.log" 2>&1; rc=$?
+resume_split_view >"$W/agree.log" 2>&1; rc=$?
 if [ $rc -eq 0 ] && grep -q "resumed from .*step-00000012.safetensors at step 12" "$W/agree.log" \
    && cmp -s "$W/full/checkpoints/step-00000024.safetensors" "$W/agree/checkpoints/step-00000024.safetensors"; then
   ok resume-agreement "rank 1 also saw step 24, both loaded rank 0's step 12; final checkpoint byte-identical to the uninterrupted run"
@@ -84,9 +87,7 @@ rm -rf "$W/agree" "$W/agree-r1"; mkdir -p "$W/agree/checkpoints" "$W/agree-r1/ch
 cp "$W/full/checkpoints/step-00000012".* "$W/agree/checkpoints/"
 cp "$W/full/checkpoints/step-00000012.json" "$W/agree-r1/checkpoints/"
 cp "$W/full/checkpoints/step-00000024.safetensors" "$W/agree-r1/checkpoints/step-00000012.safetensors"   # other bytes under the same name
-out=$(timeout 120 mpirun --oversubscribe --bind-to none -x MCL_THREADS=1 -x MCL_PROGRESS \
-  -np 1 $BIN train --config "$W/tiny.yaml" --out "$W/agree" --resume auto : \
-  -np 1 sh -c "unshare -m sh -c 'mount --bind $W/agree-r1/checkpoints $W/agree/checkpoints && exec $BIN train --config $W/tiny.yaml --out $W/agree --resume auto'" 2>&1); rc=$?
+out=$(resume_split_view 2>&1); rc=$?
 if [ $rc -ne 0 ] && [ $rc -ne 124 ] && echo "$out" | grep -q "rank 1 cannot use the checkpoint rank 0 chose, .*step-00000012.json"; then
   ok resume-disagreement "exit $rc: $(echo "$out" | grep -o 'rank 1 cannot use.*' | head -1 | cut -c1-160)"
 else fail resume-disagreement "exit $rc: $(echo "$out" | tail -3)"; fi

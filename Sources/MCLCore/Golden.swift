@@ -11,6 +11,11 @@ public struct GoldenKind: Sendable {
     public init(prefix: String, checkedBy: String, requiredMetadata: @escaping @Sendable ([String: String]) -> [String]) {
         self.prefix = prefix; self.checkedBy = checkedBy; self.requiredMetadata = requiredMetadata
     }
+
+    /// The fields `checkedBy` reads that a case's metadata lacks.
+    public func missingMetadata(_ metadata: [String: String]) -> [String] {
+        requiredMetadata(metadata).filter { metadata[$0] == nil }
+    }
 }
 
 /// A golden case whose outputs disagree with ours; the message says which output and by how much.
@@ -162,7 +167,7 @@ public struct GoldenSet: Sendable {
             }
             do {
                 let c = try open(name)
-                let missing = kind.requiredMetadata(c.file.metadata).filter { c.file.metadata[$0] == nil }
+                let missing = kind.missingMetadata(c.file.metadata)
                 if !missing.isEmpty {
                     problems.append((name, "lacks metadata \(missing.joined(separator: ", ")) that \(kind.checkedBy) needs"))
                 }
@@ -200,7 +205,7 @@ public struct GoldenSet: Sendable {
         for name in names {
             do {
                 let c = try open(name)
-                let missing = kind.requiredMetadata(c.file.metadata).filter { c.file.metadata[$0] == nil }
+                let missing = kind.missingMetadata(c.file.metadata)
                 if !missing.isEmpty { throw GoldenMismatch("lacks metadata \(missing.joined(separator: ", "))") }
                 let err = try check(c)
                 guard err.isFinite else { throw GoldenMismatch("non-finite error \(err)") }
