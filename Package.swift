@@ -18,12 +18,14 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
-        .target(name: "MCLCore", dependencies: ["COpenBLAS"]),
+        .target(name: "MCLCore", dependencies: ["COpenBLAS", "CImageCodecs"]),
         .target(name: "MCLNet", dependencies: ["MCLCore", "COpenBLAS"]),
         .target(name: "MCLObjective", dependencies: ["MCLCore", "COpenBLAS"]),
         .target(name: "MCLDistributed", dependencies: ["MCLCore", "CMPI"]),
         .target(name: "MCLEval", dependencies: ["MCLCore", "COpenBLAS", "CImageCodecs", "MCLData"]),
-        .systemLibrary(name: "CImageCodecs", providers: [.apt(["libjpeg-dev", "libpng-dev", "zlib1g-dev"])]),
+        // libjpeg-turbo, libpng, zlib (Debian: libjpeg-dev libpng-dev zlib1g-dev) and a C shim that
+        // catches libjpeg's fatal errors with setjmp (Sources/CImageCodecs/jpeg_shim.c).
+        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png"), .linkedLibrary("z")]),
         .target(name: "MCLData", dependencies: ["MCLCore", "CImageCodecs"]),
         .target(name: "MCLTrain", dependencies: ["MCLCore", "MCLNet", "MCLObjective", "MCLDistributed", "MCLData", "MCLEval",
                                               .product(name: "Yams", package: "Yams")]),

@@ -1,4 +1,5 @@
 import Foundation
+import CImageCodecs
 
 /// Element types a safetensors file can hold that mcl-dist reads or writes.
 public enum DType: String, Sendable {
@@ -22,7 +23,28 @@ public struct TensorEntry: Sendable {
     public let shape: [Int]
     public let begin: Int
     public let end: Int
-    public var count: Int { shape.reduce(1, *) }
+    /// The number of elements (the product of `shape`, checked not to overflow when read).
+    public let count: Int
+}
+
+/// The number of elements of `shape` times `byteSize`, or nil when a dimension is negative or the
+/// product does not fit in an Int.
+func checkedByteCount(_ shape: [Int], _ byteSize: Int) -> (count: Int, bytes: Int)? {
+    var n = 1
+    for d in shape {
+        guard d >= 0 else { return nil }
+        let (p, o) = n.multipliedReportingOverflow(by: d)
+        if o { return nil }
+        n = p
+    }
+    let (b, o) = n.multipliedReportingOverflow(by: byteSize)
+    return o ? nil : (n, b)
+}
+
+/// The CRC-32 (zlib) of a byte range, as 8 hex digits.
+public func crc32Hex(_ bytes: UnsafeRawBufferPointer) -> String {
+    let c = crc32_z(0, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
+    return String(format: "%08lx", c)
 }
 
 /// A safetensors file read whole into memory: an 8-byte little-endian header length, a JSON
@@ -43,6 +65,16 @@ public struct SafeTensorsFile: Sendable {
         try self.init(data: data, path: path)
     }
 
+    /// The largest JSON header read (the safetensors library's own limit).
+    public static let maxHeaderBytes = 100 << 20
+    /// Metadata key prefix of the per-tensor checksums mcl-dist writes: `crc32:<tensor>` = the
+    /// CRC-32 of the tensor's bytes, 8 hex digits.
+    public static let checksumPrefix = "crc32:"
+
+    /// Parses and checks the file: the header length, every entry's dtype, shape (no negative
+    /// dimension, no overflowing size) and offsets (matching the shape, inside the data, no two
+    /// tensors overlapping, no gap), and the checksum of every tensor that has one in the
+    /// metadata. Every error names the file and, where one is at fault, the tensor.
     public init(data: Data, path: String = "<memory>") throws {
         self.path = path
         self.bytes = data
@@ -53,6 +85,9 @@ public struct SafeTensorsFile: Sendable {
         for i in 0..<8 { n |= UInt64(data[data.startIndex + i]) << (8 * UInt64(i)) }
         guard n <= UInt64(data.count - 8) else {
             throw SafeTensorsError("\(path): truncated: header says \(n) bytes of JSON but the file has \(data.count - 8) after the length")
+        }
+        guard n <= UInt64(SafeTensorsFile.maxHeaderBytes) else {
+            throw SafeTensorsError("\(path): header of \(n) bytes is beyond the \(SafeTensorsFile.maxHeaderBytes)-byte limit: not a safetensors file")
         }
         let headerLength = Int(n)
         dataStart = 8 + headerLength
@@ -65,32 +100,66 @@ public struct SafeTensorsFile: Sendable {
         let payload = data.count - dataStart
         for (name, value) in json {
             if name == "__metadata__" {
-                if let m = value as? [String: Any] {
-                    for (k, v) in m { metadata[k] = "\(v)" }
+                guard let m = value as? [String: Any] else { throw SafeTensorsError("\(path): __metadata__ is not a JSON object") }
+                for (k, v) in m {
+                    guard let s = v as? String else { throw SafeTensorsError("\(path): metadata '\(k)' is not a string") }
+                    metadata[k] = s
                 }
                 continue
             }
-            guard let obj = value as? [String: Any],
-                  let dt = obj["dtype"] as? String,
-                  let shape = obj["shape"] as? [Int],
-                  let offsets = obj["data_offsets"] as? [Int], offsets.count == 2 else {
-                throw SafeTensorsError("\(path): tensor '\(name)': malformed header entry")
+            let shown = name.count > 200 ? String(name.prefix(200)) + "..." : name
+            guard let obj = value as? [String: Any], let dt = obj["dtype"] as? String,
+                  let shapeNumbers = obj["shape"] as? [NSNumber], let offsetNumbers = obj["data_offsets"] as? [NSNumber],
+                  offsetNumbers.count == 2 else {
+                throw SafeTensorsError("\(path): tensor '\(shown)': malformed header entry (needs dtype, shape, data_offsets [begin, end])")
             }
             guard let dtype = DType(rawValue: dt) else {
-                throw SafeTensorsError("\(path): tensor '\(name)': unsupported dtype \(dt)")
+                throw SafeTensorsError("\(path): tensor '\(shown)': unsupported dtype \(dt.prefix(20))")
             }
-            let e = TensorEntry(dtype: dtype, shape: shape, begin: offsets[0], end: offsets[1])
-            guard e.begin >= 0, e.end >= e.begin, e.end - e.begin == e.count * dtype.byteSize else {
-                throw SafeTensorsError("\(path): tensor '\(name)': data_offsets \(offsets) do not match shape \(shape) of \(dt)")
+            let shape = try shapeNumbers.map { try SafeTensorsFile.integer($0, path, "tensor '\(shown)': shape") }
+            let offsets = try offsetNumbers.map { try SafeTensorsFile.integer($0, path, "tensor '\(shown)': data_offsets") }
+            guard let (count, byteCount) = checkedByteCount(shape, dtype.byteSize) else {
+                throw SafeTensorsError("\(path): tensor '\(shown)': shape \(shape) has a negative dimension or more elements than memory can hold")
             }
-            guard e.end <= payload else {
-                throw SafeTensorsError("\(path): truncated: tensor '\(name)' ends at byte \(e.end) of the data but the file holds \(payload)")
+            guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] - offsets[0] == byteCount else {
+                throw SafeTensorsError("\(path): tensor '\(shown)': data_offsets \(offsets) do not match shape \(shape) of \(dt) (\(byteCount) bytes)")
             }
-            entries[name] = e
+            guard offsets[1] <= payload else {
+                throw SafeTensorsError("\(path): truncated: tensor '\(shown)' ends at byte \(offsets[1]) of the data but the file holds \(payload)")
+            }
+            entries[name] = TensorEntry(dtype: dtype, shape: shape, begin: offsets[0], end: offsets[1], count: count)
         }
+        // The data is the tensors back to back: no overlap (two tensors sharing bytes), no gap.
+        var at = 0
+        for (name, e) in entries.sorted(by: { ($0.value.begin, $0.value.end, $0.key) < ($1.value.begin, $1.value.end, $1.key) }) {
+            if e.begin < at { throw SafeTensorsError("\(path): tensor '\(name)' at bytes \(e.begin)..<\(e.end) overlaps the tensor before it (which ends at \(at))") }
+            if e.begin > at { throw SafeTensorsError("\(path): \(e.begin - at) bytes of the data before tensor '\(name)' belong to no tensor") }
+            at = e.end
+        }
+        if at != payload { throw SafeTensorsError("\(path): \(payload - at) bytes after the last tensor belong to no tensor") }
         self.entries = entries
         self.metadata = metadata
+        for (key, want) in metadata where key.hasPrefix(SafeTensorsFile.checksumPrefix) {
+            let name = String(key.dropFirst(SafeTensorsFile.checksumPrefix.count))
+            guard let e = entries[name] else { throw SafeTensorsError("\(path): metadata holds a checksum of tensor '\(name)', which the file lacks") }
+            let got = withRaw(e) { crc32Hex($0) }
+            guard got == want else {
+                throw SafeTensorsError("\(path): tensor '\(name)': checksum mismatch (stored \(want), computed \(got)): the file is corrupt")
+            }
+        }
     }
+
+    /// A JSON number that is an integer within Int's range.
+    static func integer(_ v: NSNumber, _ path: String, _ what: String) throws -> Int {
+        let d = v.doubleValue
+        guard d.rounded() == d, abs(d) < 9.2e18, let i = Int(exactly: v.int64Value), Double(i) == d else {
+            throw SafeTensorsError("\(path): \(what): \(v) is not an integer in range")
+        }
+        return i
+    }
+
+    /// Whether every tensor of the file carries a checksum in the metadata.
+    public var hasChecksums: Bool { entries.keys.allSatisfy { metadata[SafeTensorsFile.checksumPrefix + $0] != nil } }
 
     public func has(_ name: String) -> Bool { entries[name] != nil }
 
@@ -187,6 +256,10 @@ public struct SafeTensorsWriter {
     private var items: [(name: String, dtype: DType, shape: [Int], data: Data)] = []
     public var metadata: [String: String] = [:]
 
+    /// Whether `serialize` adds the CRC-32 of every tensor to the metadata (`crc32:<name>`), which
+    /// `SafeTensorsFile` checks on reading.
+    public var checksums = true
+
     public init() {}
 
     public mutating func add(_ name: String, shape: [Int], floats: UnsafeBufferPointer<Float>) {
@@ -217,6 +290,10 @@ public struct SafeTensorsWriter {
     public func serialize() -> Data {
         let sorted = items.sorted { $0.name < $1.name }
         var header = "{"
+        var metadata = self.metadata
+        if checksums {
+            for it in sorted { metadata[SafeTensorsFile.checksumPrefix + it.name] = it.data.withUnsafeBytes { crc32Hex($0) } }
+        }
         if !metadata.isEmpty {
             let m = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
             header += "\"__metadata__\":{\(m)},"

@@ -14,11 +14,11 @@ import Glibc
 /// 2 pixels on every side to 32x32; any other size is an error naming the file (resize such data
 /// beforehand: silently resampling would hide a wrong input). PNG alpha is composited onto black.
 ///
-/// libjpeg reports fatal errors through `error_exit`, which must not return, and Swift cannot
-/// `setjmp`. JPEGs are therefore decoded on dedicated POSIX threads: `error_exit` records the
-/// message, releases the decompressor and ends only that thread (`pthread_exit`); the caller joins
-/// the thread and throws a `DataError` naming the file. libjpeg warnings (e.g. "Premature end of
-/// JPEG file" for a truncated image) are also treated as errors, so no grey-filled image slips in.
+/// JPEG errors: libjpeg reports a fatal error through `error_exit`, which must not return; the C
+/// shim `mcl_jpeg_decode_rgb` (Sources/CImageCodecs/jpeg_shim.c) catches it with setjmp/longjmp
+/// inside C, so no jump crosses a Swift frame, and returns libjpeg's message. libjpeg warnings
+/// (e.g. "Premature end of JPEG file" for a truncated image) are errors too, so no grey-filled
+/// image slips in.
 public enum ImageCodec {
     /// Decodes image files (JPEG or PNG, detected by their first bytes) into one buffer of
     /// `paths.count` images of 3 x side x side bytes each, CHW, using `threads` decoder threads.
@@ -29,25 +29,22 @@ public enum ImageCodec {
         var out = [UInt8](repeating: 0, count: n * per)
         if n == 0 { return out }
         let t = max(1, min(threads, n / 64 + 1))
-        try out.withUnsafeMutableBufferPointer { buf in
+        let chunk = (n + t - 1) / t
+        let failures = UnsafeMutableBufferPointer<(index: Int, message: String)?>.allocate(capacity: t)
+        failures.initialize(repeating: nil)
+        defer { failures.deinitialize(); failures.deallocate() }
+        out.withUnsafeMutableBufferPointer { buf in
             let base = buf.baseAddress!
-            var workers: [DecodeWorker] = []
-            let chunk = (n + t - 1) / t
-            for k in 0..<t {
-                let lo = k * chunk, hi = min(n, lo + chunk)
-                if lo >= hi { continue }
-                workers.append(DecodeWorker(paths: paths, range: lo..<hi, out: base, side: side))
+            nonisolated(unsafe) let dst = base
+            nonisolated(unsafe) let fail = failures
+            DispatchQueue.concurrentPerform(iterations: t) { k in
+                let decoder = ImageDecoder(side: side)
+                for i in (k * chunk)..<min(n, (k + 1) * chunk) {
+                    if let m = decoder.decode(path: paths[i], into: dst + i * per) { fail[k] = (i, m); return }
+                }
             }
-            var started: [DecodeWorker] = []
-            var startError: Error? = nil
-            for w in workers {
-                do { try w.start(); started.append(w) } catch { startError = error; break }
-            }
-            for w in started { w.join() }  // never leave a thread writing into `out`
-            if let startError { throw startError }
-            let failed = workers.filter { $0.failedIndex >= 0 }.min { $0.failedIndex < $1.failedIndex }
-            if let f = failed { throw DataError(paths[f.failedIndex], f.failureMessage()) }
         }
+        if let f = failures.compactMap({ $0 }).min(by: { $0.index < $1.index }) { throw DataError(paths[f.index], f.message) }
         return out
     }
 
@@ -104,117 +101,41 @@ public enum ImageCodec {
     }
 }
 
-/// One decoder thread's job: files `range` of `paths`, written into `out`.
-/// All state the libjpeg callbacks touch lives in raw memory owned by this object.
-final class DecodeWorker: @unchecked Sendable {
-    let paths: [String]
-    let range: Range<Int>
-    let out: UnsafeMutablePointer<UInt8>
+/// One decoder thread's state: a file buffer grown to the largest file read, and room for the
+/// decoded RGB pixels.
+final class ImageDecoder {
     let side: Int
-    /// Index of the file that failed, -1 if none.
-    var failedIndex = -1
-    /// The failure described by Swift code (file errors, PNG, size); empty for libjpeg errors.
-    var swiftFailure = ""
-    let cinfo = UnsafeMutablePointer<jpeg_decompress_struct>.allocate(capacity: 1)
-    let jerr = UnsafeMutablePointer<jpeg_error_mgr>.allocate(capacity: 1)
-    /// libjpeg's message for an error (`error_exit`) or the first warning.
-    let message = UnsafeMutablePointer<CChar>.allocate(capacity: Int(JMSG_LENGTH_MAX) + 1)
-    var jpegFatal = false
-    var jpegWarning = false
-    var current = -1
-    let finished = DispatchSemaphore(value: 0)
-    var thread: pthread_t = pthread_t()
-    var fileBuffer = UnsafeMutablePointer<UInt8>.allocate(capacity: 1 << 16)
-    var fileBufferCapacity = 1 << 16
-    let rowBuffer = UnsafeMutablePointer<UInt8>.allocate(capacity: 3 * 4096)
+    private var fileBuffer = UnsafeMutablePointer<UInt8>.allocate(capacity: 1 << 16)
+    private var capacity = 1 << 16
+    private let pixels: UnsafeMutablePointer<UInt8>
 
-    init(paths: [String], range: Range<Int>, out: UnsafeMutablePointer<UInt8>, side: Int) {
-        self.paths = paths
-        self.range = range
-        self.out = out
+    init(side: Int) {
         self.side = side
-        message.initialize(repeating: 0, count: Int(JMSG_LENGTH_MAX) + 1)
+        pixels = .allocate(capacity: 3 * side * side)
     }
 
     deinit {
-        cinfo.deallocate()
-        jerr.deallocate()
-        message.deallocate()
         fileBuffer.deallocate()
-        rowBuffer.deallocate()
+        pixels.deallocate()
     }
 
-    func failureMessage() -> String {
-        if !swiftFailure.isEmpty { return swiftFailure }
-        let m = String(cString: message)
-        return jpegFatal ? "unreadable JPEG: \(m)" : "corrupt JPEG: \(m)"
-    }
-
-    func start() throws {
-        let ctx = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&thread, nil, { arg in
-            let w = Unmanaged<DecodeWorker>.fromOpaque(arg!).takeUnretainedValue()
-            w.run()
-            w.finished.signal()
-            return nil
-        }, ctx)
-        if rc != 0 {
-            Unmanaged<DecodeWorker>.fromOpaque(ctx).release()
-            throw DataError("cannot start a decoder thread: \(String(cString: strerror(rc)))")
-        }
-    }
-
-    /// Waits for the thread (finished normally or ended by `error_exit`) and drops its reference.
-    func join() {
-        finished.wait()
-        pthread_join(thread, nil)
-        Unmanaged.passUnretained(self).release()
-    }
-
-    private func run() {
-        cinfo.pointee = jpeg_decompress_struct()
-        cinfo.pointee.err = jpeg_std_error(jerr)
-        jerr.pointee.error_exit = { c in
-            // Fatal libjpeg error: record it, free libjpeg's memory, end this thread only.
-            let w = Unmanaged<DecodeWorker>.fromOpaque(c!.pointee.client_data!).takeUnretainedValue()
-            c!.pointee.err.pointee.format_message(c, w.message)
-            w.jpegFatal = true
-            w.failedIndex = w.current
-            jpeg_destroy(c)
-            w.finished.signal()
-            pthread_exit(nil)
-        }
-        jerr.pointee.emit_message = { c, level in
-            guard level < 0 else { return }
-            let w = Unmanaged<DecodeWorker>.fromOpaque(c!.pointee.client_data!).takeUnretainedValue()
-            if !w.jpegWarning {
-                c!.pointee.err.pointee.format_message(c, w.message)
-                w.jpegWarning = true
-            }
-        }
-        jpeg_CreateDecompress(cinfo, JPEG_LIB_VERSION, MemoryLayout<jpeg_decompress_struct>.size)
-        cinfo.pointee.client_data = Unmanaged.passUnretained(self).toOpaque()
-        defer { jpeg_destroy_decompress(cinfo) }
-        for i in range {
-            current = i
-            if let err = decodeOne(i) {
-                failedIndex = i
-                swiftFailure = err
-                return
-            }
-        }
-    }
-
-    /// Reads the file into `fileBuffer` (grown to the file's size); returns its length or an error message.
-    private func readFile(_ path: String) -> (Int, String?) {
-        posixReadFile(path) { size in
-            if size > fileBufferCapacity {
+    /// Decodes one file into `dst` (3 x side x side, CHW); nil, or the error message.
+    func decode(path: String, into dst: UnsafeMutablePointer<UInt8>) -> String? {
+        let (size, err) = posixReadFile(path) { size in
+            if size > capacity {
                 fileBuffer.deallocate()
-                fileBufferCapacity = size
-                fileBuffer = UnsafeMutablePointer<UInt8>.allocate(capacity: size)
+                capacity = size
+                fileBuffer = .allocate(capacity: size)
             }
             return fileBuffer
         }
+        if let err { return err }
+        if size == 0 { return "empty file, not an image" }
+        let p = UnsafePointer(fileBuffer)
+        if size >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF { return decodeJPEG(p, size, dst) }
+        if size >= 8 && p[0] == 0x89 && p[1] == 0x50 && p[2] == 0x4E && p[3] == 0x47 { return decodePNG(p, size, dst) }
+        let head = (0..<min(4, size)).map { String(format: "0x%02x", p[$0]) }.joined(separator: " ")
+        return "not a JPEG or PNG image (starts with \(head))"
     }
 
     private func sizeError(_ w: Int, _ h: Int) -> String {
@@ -228,56 +149,43 @@ final class DecodeWorker: @unchecked Sendable {
         return nil
     }
 
-    private func decodeOne(_ i: Int) -> String? {
-        let (size, err) = readFile(paths[i])
-        if let err { return err }
-        if size == 0 { return "empty file, not an image" }
-        let dst = out + i * 3 * side * side
-        if size >= 3 && fileBuffer[0] == 0xFF && fileBuffer[1] == 0xD8 && fileBuffer[2] == 0xFF {
-            return decodeJPEG(size, dst)
-        }
-        if size >= 8 && fileBuffer[0] == 0x89 && fileBuffer[1] == 0x50 && fileBuffer[2] == 0x4E && fileBuffer[3] == 0x47 {
-            return decodePNG(size, dst)
-        }
-        let head = (0..<min(4, size)).map { String(format: "0x%02x", fileBuffer[$0]) }.joined(separator: " ")
-        return "not a JPEG or PNG image (starts with \(head))"
-    }
-
-    private func decodeJPEG(_ size: Int, _ dst: UnsafeMutablePointer<UInt8>) -> String? {
-        jpegWarning = false
-        jpeg_mem_src(cinfo, fileBuffer, UInt(size))
-        _ = jpeg_read_header(cinfo, 1)
-        let w = Int(cinfo.pointee.image_width), h = Int(cinfo.pointee.image_height)
-        guard let offset = placement(w, h) else {
-            jpeg_abort_decompress(cinfo)
-            return sizeError(w, h)
-        }
-        cinfo.pointee.out_color_space = JCS_RGB
-        _ = jpeg_start_decompress(cinfo)
+    /// Copies interleaved RGB rows of a w x h image into the CHW plane at `offset`.
+    private func place(_ rgb: UnsafePointer<UInt8>, _ w: Int, _ h: Int, at offset: Int, _ dst: UnsafeMutablePointer<UInt8>) {
         let plane = side * side
-        var row: UnsafeMutablePointer<UInt8>? = rowBuffer
-        while cinfo.pointee.output_scanline < cinfo.pointee.output_height {
-            let y = Int(cinfo.pointee.output_scanline)
-            _ = jpeg_read_scanlines(cinfo, &row, 1)
-            let o = offset + y * side
+        for y in 0..<h {
             for x in 0..<w {
-                dst[o + x] = rowBuffer[3 * x]
-                dst[plane + o + x] = rowBuffer[3 * x + 1]
-                dst[2 * plane + o + x] = rowBuffer[3 * x + 2]
+                let s = 3 * (y * w + x), o = offset + y * side + x
+                dst[o] = rgb[s]
+                dst[plane + o] = rgb[s + 1]
+                dst[2 * plane + o] = rgb[s + 2]
             }
         }
-        _ = jpeg_finish_decompress(cinfo)
-        if jpegWarning { return "corrupt JPEG: \(String(cString: message))" }
+    }
+
+    private func decodeJPEG(_ data: UnsafePointer<UInt8>, _ size: Int, _ dst: UnsafeMutablePointer<UInt8>) -> String? {
+        var message = [CChar](repeating: 0, count: Int(MCL_JPEG_MESSAGE_LENGTH))
+        var w: Int32 = 0, h: Int32 = 0
+        let rc = mcl_jpeg_read_size(data, size, &w, &h, &message)
+        if rc == MCL_JPEG_FATAL { return "unreadable JPEG: \(String(cString: message))" }
+        guard let offset = placement(Int(w), Int(h)) else { return sizeError(Int(w), Int(h)) }
+        let d = mcl_jpeg_decode_rgb(data, size, w, h, pixels, &message)
+        switch d {
+        case Int32(MCL_JPEG_OK): break
+        case Int32(MCL_JPEG_CORRUPT): return "corrupt JPEG: \(String(cString: message))"
+        case Int32(MCL_JPEG_SIZE): return "corrupt JPEG: its size changed while decoding"
+        default: return "unreadable JPEG: \(String(cString: message))"
+        }
+        place(pixels, Int(w), Int(h), at: offset, dst)
         return nil
     }
 
-    private func decodePNG(_ size: Int, _ dst: UnsafeMutablePointer<UInt8>) -> String? {
+    private func decodePNG(_ data: UnsafePointer<UInt8>, _ size: Int, _ dst: UnsafeMutablePointer<UInt8>) -> String? {
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         func msg() -> String {
             withUnsafeBytes(of: image.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
         }
-        if png_image_begin_read_from_memory(&image, fileBuffer, size) == 0 {
+        if png_image_begin_read_from_memory(&image, data, size) == 0 {
             let m = msg()
             png_image_free(&image)
             return "unreadable PNG: \(m)"

@@ -134,6 +134,11 @@ public final class PackedDataset: @unchecked Sendable {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw DataError(path, "cannot stat: \(String(cString: strerror(errno)))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw DataError(path, (st.st_mode & S_IFMT) == S_IFDIR
+                ? "is a folder, not a packed data set file (pack it with `mcl-dist data prepare \(path) --out FILE.mcld`)"
+                : "is not a regular file")
+        }
         let size = Int(st.st_size)
         guard size >= 108 else { throw DataError(path, "truncated data set file: \(size) bytes, the header alone is at least 108") }
         guard let m = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), m != MAP_FAILED else {
@@ -149,15 +154,29 @@ public final class PackedDataset: @unchecked Sendable {
         let version = get(8, UInt32.self)
         guard version == PackedFormat.version else { throw fail("unsupported data set file version \(version) (this build reads \(PackedFormat.version))") }
         let header = Int(get(12, UInt32.self))
-        let n = Int(get(16, UInt64.self))
+        let count64 = get(16, UInt64.self)
         let c = Int(get(24, UInt32.self)), h = Int(get(28, UInt32.self)), w = Int(get(32, UInt32.self))
         let k = Int(get(36, UInt32.self))
         let namesLength = Int(get(104, UInt32.self))
-        guard c == 3, h > 0, w > 0, n < (1 << 40), header >= 108 + namesLength else {
-            throw fail("corrupt header: count \(n), shape [\(c), \(h), \(w)], header size \(header)")
+        // Every size is bounded before any arithmetic: a count below 2^40, sides up to 65536, so
+        // count * C * H * W cannot overflow; the header must lie inside the file.
+        guard count64 < (1 << 40) else { throw fail("corrupt header: image count \(count64) (field at byte 16) is beyond 2^40") }
+        let n = Int(count64)
+        guard c == 3 else { throw fail("corrupt header: \(c) channels (field at byte 24); data set files hold RGB images (3)") }
+        guard (1...65536).contains(h), (1...65536).contains(w) else {
+            throw fail("corrupt header: image size \(h)x\(w) (fields at bytes 28, 32) is outside 1..65536")
         }
-        let labelsAt = PackedFormat.align(header + n * c * h * w, 8)
-        let expected = labelsAt + 4 * n
+        guard k <= 1 << 20 else { throw fail("corrupt header: \(k) classes (field at byte 36)") }
+        guard header >= 108 + namesLength, header <= size else {
+            throw fail("corrupt header: header size \(header) (field at byte 12) with \(namesLength) bytes of class names in a \(size)-byte file")
+        }
+        let (imageBytes, o1) = n.multipliedReportingOverflow(by: c * h * w)
+        let (labelsAt, o2) = header.addingReportingOverflow(imageBytes)
+        guard !o1, !o2, labelsAt <= Int.max - 8 - 4 * n else {
+            throw fail("corrupt header: \(n) images of [\(c), \(h), \(w)] do not fit in a file")
+        }
+        let expected = PackedFormat.align(labelsAt, 8) + 4 * n
+        let labelsStart = PackedFormat.align(labelsAt, 8)
         guard size >= expected else {
             throw fail("truncated data set file: \(size) bytes, the header describes \(n) images of [\(c), \(h), \(w)] needing \(expected)")
         }
@@ -174,7 +193,7 @@ public final class PackedDataset: @unchecked Sendable {
         guard names.count == k else { throw fail("corrupt header: \(names.count) class names for \(k) classes") }
         var labels = [Int32](repeating: 0, count: n)
         for i in 0..<n {
-            let l = Int32(littleEndian: p.loadUnaligned(fromByteOffset: labelsAt + 4 * i, as: Int32.self))
+            let l = Int32(littleEndian: p.loadUnaligned(fromByteOffset: labelsStart + 4 * i, as: Int32.self))
             guard l >= -1 && Int(l) < k else { throw fail("corrupt labels: image \(i) has label \(l) with \(k) classes") }
             guard l >= 0 || k == 0 else { throw fail("corrupt labels: image \(i) is unlabelled in a labelled data set") }
             labels[i] = l
@@ -226,6 +245,14 @@ public final class PackedDataset: @unchecked Sendable {
     public func image(_ i: Int) -> UnsafeBufferPointer<UInt8> {
         precondition(i >= 0 && i < count, "image index \(i) out of 0..<\(count)")
         return UnsafeBufferPointer(start: images + i * imageBytes, count: imageBytes)
+    }
+
+    /// Checks that the images have the shape a consumer works on; the error names the file, the
+    /// config key and both shapes (a file of other-sized images is never read as misaligned bytes).
+    public func requireShape(_ expected: [Int], for key: String) throws {
+        guard shape == expected else {
+            throw DataError(path, "\(key): holds images of [\(shape.map(String.init).joined(separator: ", "))] but the model reads [\(expected.map(String.init).joined(separator: ", "))]; re-pack the source with `mcl-dist data prepare`")
+        }
     }
 
     /// Number of images with label -1.

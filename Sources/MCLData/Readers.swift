@@ -153,13 +153,14 @@ public enum IDXReader {
             throw DataError(imagesPath, String(format: "wrong magic number 0x%08x, expected 0x00000803 (IDX unsigned-byte images [N, rows, cols])", magic))
         }
         let n = be32(ib, 4), rows = be32(ib, 8), cols = be32(ib, 12)
-        let need = 16 + n * rows * cols
-        guard ib.count >= need else {
-            throw DataError(imagesPath, "truncated IDX file: header says \(n) images of \(rows)x\(cols) (\(need) bytes) but the data has \(ib.count) bytes")
-        }
+        // The sides are checked first: with rows, cols <= 32 and n < 2^32, n * rows * cols fits.
         let offset: Int
         if rows == 32 && cols == 32 { offset = 0 } else if rows == 28 && cols == 28 { offset = 2 * 32 + 2 } else {
             throw DataError(imagesPath, "images are \(rows)x\(cols); data sets are 32x32 (28x28 is zero-padded): resize the images first")
+        }
+        let need = 16 + n * rows * cols
+        guard ib.count >= need else {
+            throw DataError(imagesPath, "truncated IDX file: header says \(n) images of \(rows)x\(cols) (\(need) bytes) but the data has \(ib.count) bytes")
         }
         let lb = try Gzip.readFile(labelsPath)
         guard lb.count >= 8 else { throw DataError(labelsPath, "truncated IDX file: \(lb.count) bytes, the header alone is 8") }

@@ -117,6 +117,8 @@ final class BasicBlock: @unchecked Sendable {
 /// Parameter gradients accumulate into `store.grads` (zero them before a step), so chunks of a
 /// batch can be back-propagated one after another.
 public final class ResNetModel: @unchecked Sendable {
+    /// The image shape [C, H, W] the training step and the evaluation feed the model.
+    public static let inputShape = [3, 32, 32]
     public let config: ModelConfig
     public let store = ParameterStore()
     public let ws = Workspace()

@@ -62,3 +62,60 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertNotEqual(a.next(), c.next())
     }
 }
+
+/// Headers a corrupt or hostile safetensors file can hold: each is an error naming the file and
+/// the tensor, never a trap (before: a shape of [2^62] trapped with "arithmetic overflow").
+final class SafeTensorsHostileTests: XCTestCase {
+    func file(header: String, payload: Int) -> Data {
+        var h = Array(header.utf8)
+        while h.count % 8 != 0 { h.append(0x20) }
+        var d = Data()
+        withUnsafeBytes(of: UInt64(h.count).littleEndian) { d.append(contentsOf: $0) }
+        d.append(contentsOf: h)
+        d.append(Data(count: payload))
+        return d
+    }
+
+    func expectError(_ header: String, payload: Int = 16, mentions words: [String], line: UInt = #line) {
+        XCTAssertThrowsError(try SafeTensorsFile(data: file(header: header, payload: payload), path: "x.safetensors"), line: line) { e in
+            for w in ["x.safetensors"] + words { XCTAssertTrue("\(e)".contains(w), "'\(e)' lacks '\(w)'", line: line) }
+        }
+    }
+
+    func testShapesOffsetsAndOverlap() {
+        expectError(#"{"a":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,16]}}"#, mentions: ["'a'", "shape"])
+        expectError(#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]}}"#, mentions: ["'a'", "shape"])
+        expectError(#"{"a":{"dtype":"F32","shape":[-4,-1],"data_offsets":[0,16]}}"#, mentions: ["'a'", "negative"])
+        expectError(#"{"a":{"dtype":"F32","shape":[1e300],"data_offsets":[0,16]}}"#, mentions: ["'a'", "not an integer"])
+        expectError(#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#, mentions: ["'b'", "overlaps"])
+        expectError(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#, mentions: ["'a'", "belong to no tensor"])
+        expectError(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, mentions: ["after the last tensor"])
+        expectError(#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[-16,0]}}"#, mentions: ["'a'", "data_offsets"])
+        expectError(#"{"__metadata__":{"n":5},"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, mentions: ["metadata 'n'"])
+        var huge = Data()
+        withUnsafeBytes(of: UInt64.max.littleEndian) { huge.append(contentsOf: $0) }
+        XCTAssertThrowsError(try SafeTensorsFile(data: huge + Data(count: 8), path: "x.safetensors")) { e in
+            XCTAssertTrue("\(e)".contains("truncated"), "\(e)")
+        }
+    }
+
+    /// Every tensor's CRC-32 is written into the metadata and checked on reading: one flipped
+    /// payload bit is named; a file without checksums (written elsewhere) still reads.
+    func testChecksums() throws {
+        var w = SafeTensorsWriter()
+        w.add("a.weight", shape: [4], floats: [1, 2, 3, 4])
+        w.add("b.bias", shape: [2], floats: [5, 6])
+        var d = w.serialize()
+        let f = try SafeTensorsFile(data: d, path: "c.safetensors")
+        XCTAssertTrue(f.hasChecksums)
+        XCTAssertEqual(f.metadata["crc32:a.weight"]?.count, 8)
+        d[d.count - 1] ^= 0x04   // inside b.bias (stored last)
+        XCTAssertThrowsError(try SafeTensorsFile(data: d, path: "c.safetensors")) { e in
+            XCTAssertTrue("\(e)".contains("'b.bias'") && "\(e)".contains("checksum mismatch"), "\(e)")
+        }
+        w.checksums = false
+        let plain = try SafeTensorsFile(data: w.serialize(), path: "p.safetensors")
+        XCTAssertFalse(plain.hasChecksums)
+        XCTAssertEqual(try plain.floats("b.bias"), [5, 6])
+    }
+}

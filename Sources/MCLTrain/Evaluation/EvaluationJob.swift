@@ -26,6 +26,9 @@ public func evaluateRun(model: ResNetModel, config: RunConfig, configText: Strin
     let train = try PackedDataset(path: config.dataTrain)
     let test = try PackedDataset(path: config.dataTest)
     let ood = try config.dataOOD.map { (name: $0.name, data: try PackedDataset(path: $0.path)) }
+    try train.requireShape(ResNetModel.inputShape, for: "data.train")
+    try test.requireShape(ResNetModel.inputShape, for: "data.test")
+    for o in ood { try o.data.requireShape(ResNetModel.inputShape, for: "data.ood.\(o.name)") }
     if comm.isRoot { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) }
     comm.watch(phase: "evaluation", timeout: StallDeadline(configured: config.stallTimeout).evaluation)
     return try runEvaluation(model: model, comm: comm, train: train, test: test, ood: ood, options: EvalOptions(config: config),

@@ -33,6 +33,7 @@ public struct TrainingRun {
             try AtomicFile.write(Data(yaml.utf8), to: outDir + "/config.yaml")
         }
         let train = try PackedDataset(path: config.dataTrain)
+        try train.requireShape(ResNetModel.inputShape, for: "data.train")
         guard train.isLabelled else { throw ConfigError("data.train: \(config.dataTrain) has no class labels (an unlabelled folder); training needs labels") }
         var augment = AugmentOptions.standard
         augment.flipVariant = config.flip
