@@ -336,28 +336,52 @@ func jsonString(_ s: String) -> String {
     return r + "\""
 }
 
-/// Writes files so that a reader sees either the old content or the new, never a partial file.
+/// Writes files so that a reader sees either the old content or the new, never a partial file,
+/// and a crash right after leaves one of the two on disk: the data goes to a temporary file in
+/// the same folder, which is fsynced, renamed over the target, and the folder fsynced so the
+/// rename itself is durable. Any failure (a full disk, an I/O error, a missing folder) removes the
+/// temporary file and throws an error naming the target and the reason.
 public enum AtomicFile {
     public static func write(_ data: Data, to path: String) throws {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw MCLError("\(path): cannot write: the folder \(dir) does not exist")
+        }
         let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
-        guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
-            throw SafeTensorsError("\(path): cannot create temporary file \(tmp)")
-        }
-        do {
-            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
-            try h.write(contentsOf: data)
-            try h.synchronize()
-            try h.close()
-        } catch {
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 { throw MCLError("\(path): cannot create a temporary file in \(dir): \(String(cString: strerror(errno)))") }
+        func fail(_ what: String) -> MCLError {
+            let e = String(cString: strerror(errno))
+            close(fd)
             unlink(tmp)
-            throw SafeTensorsError("\(path): write failed (\(error)); the previous file, if any, is intact")
+            return MCLError("\(path): \(what): \(e); the previous file, if any, is intact")
         }
+        var done = 0
+        let ok: Bool = data.withUnsafeBytes { raw in
+            while done < raw.count {
+                let r = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
+                if r < 0 && errno == EINTR { continue }
+                if r <= 0 { if r == 0 { errno = EIO }; return false }
+                done += r
+            }
+            return true
+        }
+        if !ok { throw fail("write failed after \(done) of \(data.count) bytes") }
+        if fsync(fd) != 0 { throw fail("fsync failed") }
+        if close(fd) != 0 { let e = String(cString: strerror(errno)); unlink(tmp); throw MCLError("\(path): close failed: \(e)") }
         if rename(tmp, path) != 0 {
             let e = String(cString: strerror(errno))
             unlink(tmp)
-            throw SafeTensorsError("\(path): rename failed: \(e)")
+            throw MCLError("\(path): rename failed: \(e)")
         }
+        syncFolder(dir)
+    }
+
+    /// fsyncs a folder (after a rename in it); a file system that cannot is left as it is.
+    public static func syncFolder(_ dir: String) {
+        let d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if d >= 0 { _ = fsync(d); close(d) }
     }
 }

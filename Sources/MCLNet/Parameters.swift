@@ -55,6 +55,13 @@ public final class ParameterStore: @unchecked Sendable {
     public func param(_ name: String) -> ParamInfo? { params.first { $0.name == name } }
     public func stat(_ name: String) -> ParamInfo? { stats.first { $0.name == name } }
 
+    /// The name of the first parameter or running statistic holding NaN or infinity, or nil.
+    public func firstNonFinite() -> String? {
+        for p in params where !allFinite(values.ptr + p.offset, p.count) { return p.name }
+        for p in stats where !allFinite(state.ptr + p.offset, p.count) { return p.name }
+        return nil
+    }
+
     /// Parameters and running statistics as safetensors entries under PyTorch's names.
     public func addTensors(to w: inout SafeTensorsWriter, prefix: String = "") {
         for p in params {
@@ -77,4 +84,19 @@ public final class ParameterStore: @unchecked Sendable {
             }
         }
     }
+}
+
+/// Whether `n` floats are all finite: x * 0 is 0 for a finite x and NaN otherwise, summed in 8
+/// independent lanes (one pass, no branch per element).
+@inline(__always)
+public func allFinite(_ x: UnsafePointer<Float>, _ n: Int) -> Bool {
+    var acc = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= n {
+        acc += UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self) * 0
+        i += 8
+    }
+    var s = acc.sum()
+    while i < n { s += x[i] * 0; i += 1 }
+    return s.isFinite
 }

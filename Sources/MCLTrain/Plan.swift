@@ -94,6 +94,35 @@ public enum Planner {
                           memoryPerRankGB: mem / 1e9, gradientBytes: gBytes)
     }
 
+    /// Parameters of a ResNet and its projection head, counted from the architecture (no model
+    /// is built): convolutions k*k*Cin*Cout, BatchNorm 2C, the head's two linear layers.
+    public static func parameterCount(_ m: ModelConfig) -> Double {
+        guard let blocks = try? m.blocks() else { return 0 }
+        let w = Double(m.width)
+        var p = 27 * w + 2 * w   // stem conv 3x3x3 and its BN
+        var cin = w
+        for (stage, count) in blocks.enumerated() {
+            let c = w * Double(1 << stage)
+            for b in 0..<count {
+                p += 9 * cin * c + 9 * c * c + 4 * c
+                if b == 0 && stage > 0 { p += cin * c + 2 * c }
+                cin = c
+            }
+        }
+        let f = Double(m.featureDim), h = Double(m.projectorHidden), d = Double(m.projectionDim)
+        return p + f * h + h + h * d + d
+    }
+
+    /// Bytes one rank needs to train `config` on `ranks` ranks (the `plan` estimate's memory term,
+    /// computed without building the model), so that a configuration far beyond this machine is
+    /// refused with a message instead of failing an allocation.
+    public static func trainingBytesPerRank(_ config: RunConfig, ranks: Int) -> Double {
+        let views = 2 * Double(config.batchSize)
+        let perRank = views / Double(max(1, ranks))
+        let held = config.microBatch > 0 ? min(Double(config.microBatch), perRank) : perRank
+        return 3 * 4 * parameterCount(config.model) + held * activationBytesPerView(config.model) + views * views * 4 + 300e6
+    }
+
     /// Activation bytes per view of a ResNet, from the tensors the engine keeps per layer (input,
     /// conv output, BN/ReLU output, block output, shortcut) plus the gradient scratch.
     public static func activationBytesPerView(_ m: ModelConfig) -> Double {

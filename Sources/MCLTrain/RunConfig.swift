@@ -69,17 +69,19 @@ public struct RunConfig: Sendable {
     }
 
     public static func parse(yaml: String, source: String = "<config>", overrides: [String] = [], baseDir: String? = nil) throws -> (RunConfig, String) {
+        try ConfigYAMLLimits.check(yaml, source: source)
         let loaded: Any?
-        do { loaded = try Yams.load(yaml: yaml) } catch { throw ConfigError("\(source): invalid YAML: \(error)") }
+        do { loaded = try Yams.load(yaml: yaml) } catch { throw ConfigError("\(source): invalid YAML: \(ConfigYAMLLimits.quote(error, limit: 400))") }
         var root = (loaded as? [String: Any]) ?? [:]
         if loaded != nil && !(loaded is [String: Any]) { throw ConfigError("\(source): the top level must be a mapping of sections") }
         for o in overrides {
-            guard let eq = o.firstIndex(of: "=") else { throw ConfigError("--set '\(o)': expected key=value, e.g. train.epochs=5") }
+            guard let eq = o.firstIndex(of: "=") else { throw ConfigError("--set '\(ConfigYAMLLimits.quote(o))': expected key=value, e.g. train.epochs=5") }
             let key = String(o[..<eq]), raw = String(o[o.index(after: eq)...])
             let parts = key.split(separator: ".").map(String.init)
             guard parts.count == 2, let keys = schema[parts[0]], keys.contains(parts[1]) else {
-                throw ConfigError("--set \(key): unknown key (known: \(allKeys.joined(separator: ", ")))")
+                throw ConfigError("--set \(ConfigYAMLLimits.quote(key, limit: 100)): unknown key (known: \(allKeys.joined(separator: ", ")))")
             }
+            try ConfigYAMLLimits.check(raw, source: "--set \(key)")
             let value = (try? Yams.load(yaml: raw)) ?? raw
             var section = (root[parts[0]] as? [String: Any]) ?? [:]
             section[parts[1]] = value ?? raw
@@ -88,14 +90,14 @@ public struct RunConfig: Sendable {
         var c = RunConfig()
         for (sectionName, sectionValue) in root {
             guard let keys = schema[sectionName] else {
-                throw ConfigError("\(source): unknown section '\(sectionName)' (known: \(schema.keys.sorted().joined(separator: ", ")))")
+                throw ConfigError("\(source): unknown section '\(ConfigYAMLLimits.quote(sectionName, limit: 100))' (known: \(schema.keys.sorted().joined(separator: ", ")))")
             }
             guard let section = sectionValue as? [String: Any] else {
                 throw ConfigError("\(source): '\(sectionName)' must be a mapping")
             }
             for (k, v) in section {
                 let key = "\(sectionName).\(k)"
-                guard keys.contains(k) else { throw ConfigError("\(source): unknown key '\(key)' (known in \(sectionName): \(keys.joined(separator: ", ")))") }
+                guard keys.contains(k) else { throw ConfigError("\(source): unknown key '\(ConfigYAMLLimits.quote(key, limit: 100))' (known in \(sectionName): \(keys.joined(separator: ", ")))") }
                 try c.set(key, v, baseDir: baseDir)
             }
         }
@@ -103,33 +105,47 @@ public struct RunConfig: Sendable {
         return (c, c.yaml())
     }
 
+    /// The largest value each integer key takes: what memory, Int arithmetic and any real run
+    /// allow (a width of 1024 is 16x the paper's largest model; 2^20 images per batch).
+    static let intLimits: [String: Int] = [
+        "model.width": 1024, "model.projector_hidden": 1 << 16, "model.projection_dim": 1 << 16,
+        "data.rotations": 4, "train.batch_size": 1 << 20, "train.epochs": 1_000_000, "train.max_steps": 1 << 40,
+        "train.seed": Int.max, "train.micro_batch": 1 << 20, "train.checkpoint_every": 1_000_000,
+        "train.keep_checkpoints": 10_000, "eval.sei_ways": 8, "eval.train_limit": 1 << 40, "eval.test_limit": 1 << 40,
+    ]
+
     static func int(_ key: String, _ v: Any, min lo: Int = 0) throws -> Int {
-        if let i = v as? Int, i >= lo { return i }
-        throw ConfigError("\(key): expected an integer >= \(lo), got '\(v)'")
+        let hi = intLimits[key] ?? Int.max
+        if let i = v as? Int, i >= lo, i <= hi { return i }
+        throw ConfigError("\(key): expected an integer from \(lo) to \(hi), got '\(ConfigYAMLLimits.quote(v))'")
     }
 
-    static func double(_ key: String, _ v: Any, positive: Bool = false) throws -> Double {
+    /// A finite number within `range` (the message states the range).
+    static func double(_ key: String, _ v: Any, positive: Bool = false, in range: ClosedRange<Double>? = nil, below: Double? = nil) throws -> Double {
         let d: Double? = (v as? Double) ?? (v as? Int).map(Double.init)
-        guard let d, d.isFinite, !positive || d > 0 else {
-            throw ConfigError("\(key): expected a \(positive ? "positive " : "")number, got '\(v)'")
+        guard let d, d.isFinite, !positive || d > 0, range.map({ $0.contains(d) }) ?? true, below.map({ d < $0 }) ?? true else {
+            var want = positive ? "a positive number" : "a number"
+            if let range { want = "a number from \(range.lowerBound) to \(range.upperBound)" }
+            if let below { want += " below \(below)" }
+            throw ConfigError("\(key): expected \(want), got '\(ConfigYAMLLimits.quote(v))'")
         }
         return d
     }
 
     static func bool(_ key: String, _ v: Any) throws -> Bool {
         if let b = v as? Bool { return b }
-        throw ConfigError("\(key): expected true or false, got '\(v)'")
+        throw ConfigError("\(key): expected true or false, got '\(ConfigYAMLLimits.quote(v))'")
     }
 
     static func string(_ key: String, _ v: Any) throws -> String {
         if let s = v as? String { return s }
-        throw ConfigError("\(key): expected a string, got '\(v)'")
+        throw ConfigError("\(key): expected a string, got '\(ConfigYAMLLimits.quote(v))'")
     }
 
     static func choice<T: RawRepresentable>(_ key: String, _ v: Any, _ all: [T]) throws -> T where T.RawValue == String {
         let s = try string(key, v)
         if let t = T(rawValue: s) { return t }
-        throw ConfigError("\(key): '\(s)' is not one of \(all.map { $0.rawValue }.joined(separator: ", "))")
+        throw ConfigError("\(key): '\(ConfigYAMLLimits.quote(s))' is not one of \(all.map { $0.rawValue }.joined(separator: ", "))")
     }
 
     static func path(_ s: String, _ baseDir: String?) -> String {
@@ -176,12 +192,12 @@ public struct RunConfig: Sendable {
         case "train.checkpoint_every": checkpointEvery = try RunConfig.int(key, v, min: 0)
         case "train.keep_checkpoints": keepCheckpoints = try RunConfig.int(key, v, min: 1)
         case "train.deterministic": deterministic = try RunConfig.bool(key, v)
-        case "train.momentum": momentum = try RunConfig.double(key, v)
-        case "train.weight_decay": weightDecay = try RunConfig.double(key, v)
+        case "train.momentum": momentum = try RunConfig.double(key, v, in: 0...1, below: 1)
+        case "train.weight_decay": weightDecay = try RunConfig.double(key, v, in: 0...1)
         case "eval.sei_ways":
             let list: [Any] = (v as? [Any]) ?? [v]
             let ways = try list.map { try RunConfig.int(key, $0, min: 1) }
-            guard !ways.isEmpty, ways.allSatisfy({ [1, 4, 8].contains($0) }) else { throw ConfigError("eval.sei_ways: expected a list drawn from 1, 4, 8, got '\(v)'") }
+            guard !ways.isEmpty, ways.allSatisfy({ [1, 4, 8].contains($0) }) else { throw ConfigError("eval.sei_ways: expected a list drawn from 1, 4, 8, got '\(ConfigYAMLLimits.quote(v))'") }
             seiWays = Array(Set(ways)).sorted()
         case "eval.aggregations":
             let list: [Any] = (v as? [Any]) ?? [v]
@@ -189,7 +205,7 @@ public struct RunConfig: Sendable {
             guard !aggregations.isEmpty else { throw ConfigError("eval.aggregations: empty list") }
         case "eval.feature": feature = try RunConfig.choice(key, v, EvalFeature.allCases)
         case "eval.after_train": evalAfterTrain = try RunConfig.bool(key, v)
-        case "eval.ridge": ridge = try RunConfig.double(key, v)
+        case "eval.ridge": ridge = try RunConfig.double(key, v, in: 0...1e6)
         case "eval.train_limit": evalTrainLimit = try RunConfig.int(key, v)
         case "eval.test_limit": evalTestLimit = try RunConfig.int(key, v)
         case "job.stall_timeout": stallTimeout = try RunConfig.double(key, v)
@@ -240,14 +256,5 @@ public struct RunConfig: Sendable {
         ])
         // Serialising a document built here from strings cannot fail.
         return try! Yams.serialize(node: doc, indent: 2, width: -1)
-    }
-
-    /// The parts of the config that must match for a checkpoint to be resumed (FNV-1a 64 hash).
-    public var trainingHash: String {
-        var relevant = yaml()
-        if let r = relevant.range(of: "eval:\n") { relevant = String(relevant[..<r.lowerBound]) }
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in relevant.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return String(format: "%016llx", h)
     }
 }

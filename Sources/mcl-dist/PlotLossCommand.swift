@@ -10,7 +10,7 @@ struct PlotLossCommand: ParsableCommand {
 
     func run() throws {
         runGuarded {
-            guard writeLossFigure(metricsPath: metrics, out: out, title: title) else {
+            guard try writeLossFigure(metricsPath: metrics, out: out, title: title) else {
                 throw ConfigError("\(metrics): no readable step lines (expected metrics.jsonl from `mcl-dist train`)")
             }
             print("wrote \(out)")

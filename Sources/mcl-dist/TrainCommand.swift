@@ -7,16 +7,18 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var configOptions: ConfigOptions
     @Option(help: "Output directory (default runs/<config name>).") var out: String?
     @Option(help: "auto (newest valid checkpoint in OUT/checkpoints) or a checkpoint path.") var resume: String?
+    @Flag(help: "Start over in an --out folder that holds an earlier run; that run is moved to OUT/superseded-<time>/, never deleted.") var fresh = false
     @Option(help: "Threads per rank (default: cores / ranks on the node).") var threads: Int?
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if fresh && resume != nil { throw ValidationError("--fresh and --resume exclude each other") }
     }
 
     func run() throws {
         runGuarded {
             var opts = TrainOptions(configPath: configOptions.config)
-            opts.overrides = configOptions.sets; opts.outDir = out; opts.resume = resume; opts.threads = threads
+            opts.overrides = configOptions.sets; opts.outDir = out; opts.resume = resume; opts.fresh = fresh; opts.threads = threads
             return try TrainJob(options: opts, comm: MPICommunicator()).run().rawValue
         }
     }

@@ -1,4 +1,5 @@
 import XCTest
+import MCLNet
 @testable import MCLTrain
 
 /// Known answers for the cost model behind `mcl-dist plan` (docs/scaling.md), worked by hand.
@@ -76,5 +77,18 @@ final class PlannerTests: XCTestCase {
                                  parameterCount: 1_000_000, calibration: calibration)
         XCTAssertEqual(r.epochs, 2)
         assertClose(r.totalSeconds, 200 * r.stepSeconds, "200 steps")
+    }
+}
+
+final class PlannerMemoryTests: XCTestCase {
+    /// The parameter count the memory guard uses (from the architecture, no model built) equals
+    /// the built model's, for both architectures and a few widths.
+    func testParameterCountMatchesTheModel() throws {
+        for arch in ["resnet18", "resnet34"] {
+            for (w, h, d) in [(4, 8, 4), (8, 32, 16), (16, 64, 32)] {
+                let m = ModelConfig(arch: arch, width: w, projectorHidden: h, projectionDim: d)
+                XCTAssertEqual(Planner.parameterCount(m), Double(try ResNetModel(m).store.paramCount), "\(arch) w\(w)")
+            }
+        }
     }
 }

@@ -17,18 +17,37 @@ public struct TrainState: Codable, Sendable, Equatable {
     public var weights: String
     public var lastLoss: Double?
     public var createdAt: String
+    /// The resolved configuration the run was trained with (config.yaml's text), so a resume can
+    /// name the keys that differ. Absent in checkpoints of mcl-dist before 0.2.
+    public var config: String?
+
+    /// Checks the fields a corrupt or hand-edited state could get wrong; the error names the file.
+    public func validate(file: String) throws {
+        func bad(_ what: String) -> MCLError { MCLError("\(file): not a valid checkpoint state: \(what)") }
+        guard step >= 0, epoch >= 0, stepInEpoch >= 0 else { throw bad("step \(step), epoch \(epoch), step_in_epoch \(stepInEpoch) must be >= 0") }
+        guard totalSteps >= step else { throw bad("step \(step) is beyond total_steps \(totalSteps)") }
+        guard optimizerSteps >= 0, worldSize >= 1 else { throw bad("optimizer_steps \(optimizerSteps), world_size \(worldSize)") }
+        guard weights.hasSuffix(".safetensors"), !weights.contains("/"), !weights.hasPrefix(".") else {
+            throw bad("'weights' must name a .safetensors file beside it, got '\(weights.prefix(200))'")
+        }
+        guard !configHash.isEmpty else { throw bad("config_hash is empty") }
+    }
 }
 
 /// Checkpoints: `DIR/checkpoints/step-XXXXXXXX.safetensors` (parameters and BN running statistics
-/// under PyTorch's names, momentum buffers under `optimizer.momentum_buffer.<name>`) plus
-/// `step-XXXXXXXX.json` (TrainState). Both are written atomically by rank 0, the JSON last, so a
-/// checkpoint counts only once both are complete; older ones beyond `keep` are removed.
+/// under PyTorch's names, momentum buffers under `optimizer.momentum_buffer.<name>`, a CRC-32 of
+/// every tensor in the metadata) plus `step-XXXXXXXX.json` (TrainState). Both are written
+/// atomically by rank 0 (temporary file, fsync, rename, fsync of the folder), the JSON last, so a
+/// checkpoint counts only once both are complete; older ones of the same configuration beyond
+/// `keep` are removed (a checkpoint of another configuration never is).
 public enum Checkpoints {
     public static func directory(_ runDir: String) -> String { runDir + "/checkpoints" }
 
     public static func save(model: ResNetModel, optimizer: SGD, state: TrainState, runDir: String, keep: Int) throws -> String {
         let dir = directory(runDir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+            throw MCLError("\(dir): cannot create the checkpoint folder: \(error.localizedDescription)")
+        }
         let stem = String(format: "step-%08d", state.step)
         var w = SafeTensorsWriter()
         w.metadata = ["format": "pt", "producer": "mcl-dist", "step": "\(state.step)", "arch": model.config.arch,
@@ -41,18 +60,31 @@ public enum Checkpoints {
         }
         var st = state
         st.weights = stem + ".safetensors"
-        try w.write(to: dir + "/" + st.weights)
+        let weights = dir + "/" + st.weights
+        try w.write(to: weights)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(try enc.encode(st), to: dir + "/" + stem + ".json")
-        prune(dir: dir, keep: keep)
-        return dir + "/" + stem + ".safetensors"
+        do {
+            try AtomicFile.write(try enc.encode(st), to: dir + "/" + stem + ".json")
+        } catch {
+            // Without its state the weights are not a checkpoint: remove them so that no
+            // half-written checkpoint is left; the previous one is untouched.
+            if state.step > 0 { unlink(weights) }
+            throw error
+        }
+        prune(dir: dir, keep: keep, configHash: state.configHash)
+        return weights
     }
 
-    static func prune(dir: String, keep: Int) {
-        let states = list(dir: dir)
-        if states.count <= keep { return }
-        for old in states.dropLast(keep) {
+    /// Removes the oldest checkpoints of configuration `configHash` beyond `keep`.
+    static func prune(dir: String, keep: Int, configHash: String) {
+        let mine = list(dir: dir).filter { stem in
+            guard let d = FileManager.default.contents(atPath: dir + "/" + stem + ".json"),
+                  let st = try? JSONDecoder().decode(TrainState.self, from: d) else { return false }
+            return st.configHash == configHash
+        }
+        if mine.count <= keep { return }
+        for old in mine.dropLast(keep) {
             unlink(dir + "/" + old + ".json")
             unlink(dir + "/" + old + ".safetensors")
         }
@@ -64,13 +96,15 @@ public enum Checkpoints {
         return files.filter { $0.hasPrefix("step-") && $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
     }
 
-    /// The newest checkpoint whose state parses, whose weights open, and whose config hash matches.
-    public static func newestValid(runDir: String, configHash: String, log: (String) -> Void) -> (state: TrainState, weights: String)? {
+    /// The newest checkpoint whose state parses and whose weights open and pass their checksums;
+    /// each one skipped is logged with the reason. `configHash` (when given) skips those of
+    /// another configuration (evaluation's choice; training's resume compares keys instead).
+    public static func newestValid(runDir: String, configHash: String? = nil, log: (String) -> Void) -> (state: TrainState, weights: String)? {
         let dir = directory(runDir)
         for stem in list(dir: dir).reversed() {
             do {
                 let (st, w) = try read(stateFile: dir + "/" + stem + ".json")
-                if st.configHash != configHash {
+                if let configHash, st.configHash != configHash {
                     log("skipping checkpoint \(stem): made with a different training configuration (hash \(st.configHash), now \(configHash))")
                     continue
                 }
@@ -82,10 +116,14 @@ public enum Checkpoints {
         return nil
     }
 
+    /// Reads and checks a checkpoint's state and opens its weights (shapes, offsets, checksums).
     public static func read(stateFile: String) throws -> (TrainState, String) {
         guard let data = FileManager.default.contents(atPath: stateFile) else { throw SafeTensorsError("\(stateFile): cannot read") }
         let st: TrainState
-        do { st = try JSONDecoder().decode(TrainState.self, from: data) } catch { throw SafeTensorsError("\(stateFile): not a valid checkpoint state (\(error))") }
+        do { st = try JSONDecoder().decode(TrainState.self, from: data) } catch {
+            throw SafeTensorsError("\(stateFile): not a valid checkpoint state (\(String("\(error)".prefix(300))))")
+        }
+        try st.validate(file: stateFile)
         let weights = URL(fileURLWithPath: stateFile).deletingLastPathComponent().path + "/" + st.weights
         _ = try SafeTensorsFile(path: weights)
         return (st, weights)
@@ -100,14 +138,23 @@ public enum Checkpoints {
         return String(format: "%016llx", h)
     }
 
-    /// Loads weights, BN statistics and (when present) momentum buffers.
+    /// Loads weights, BN statistics and (when present) momentum buffers; a tensor holding NaN or
+    /// infinity is refused, naming it and the file.
     public static func load(weights: String, model: ResNetModel, optimizer: SGD?) throws {
         let f = try SafeTensorsFile(path: weights)
         try model.store.load(from: f)
+        if let bad = model.store.firstNonFinite() {
+            throw SafeTensorsError("\(weights): tensor '\(bad)' holds NaN or infinity: the checkpoint is unusable")
+        }
         if let optimizer {
             for p in model.store.params {
                 let name = "optimizer.momentum_buffer." + p.name
-                if f.has(name) { try f.read(name, shape: p.shape, into: optimizer.momentumBuffer.ptr + p.offset) }
+                if f.has(name) {
+                    try f.read(name, shape: p.shape, into: optimizer.momentumBuffer.ptr + p.offset)
+                    if !allFinite(optimizer.momentumBuffer.ptr + p.offset, p.count) {
+                        throw SafeTensorsError("\(weights): tensor '\(name)' holds NaN or infinity: the checkpoint is unusable")
+                    }
+                }
             }
         }
     }

@@ -3,7 +3,7 @@ import MCLEval
 
 /// Draws DIR/loss.png from DIR/metrics.jsonl (also `mcl-dist plot-loss`).
 @discardableResult
-public func writeLossFigure(metricsPath: String, out: String, title: String) -> Bool {
+public func writeLossFigure(metricsPath: String, out: String, title: String) throws -> Bool {
     guard let text = try? String(contentsOfFile: metricsPath, encoding: .utf8) else { return false }
     var steps: [Int] = [], loss: [Double] = [], ccm: [Double] = [], spa: [Double] = []
     for line in text.split(separator: "\n") {
@@ -13,5 +13,6 @@ public func writeLossFigure(metricsPath: String, out: String, title: String) -> 
         ccm.append(obj["loss_ccm"] as? Double ?? 0); spa.append(obj["loss_spa"] as? Double ?? 0)
     }
     guard !steps.isEmpty else { return false }
-    return (try? lossCurveFigure(steps: steps, loss: loss, ccm: ccm, spa: spa, title: title).writePNG(to: out)) != nil
+    try lossCurveFigure(steps: steps, loss: loss, ccm: ccm, spa: spa, title: title).writePNG(to: out)
+    return true
 }

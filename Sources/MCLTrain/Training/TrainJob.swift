@@ -14,24 +14,30 @@ public struct TrainOptions: Sendable {
     /// nil = start fresh; "auto" = newest valid checkpoint in DIR/checkpoints if any; else a path
     /// to a checkpoint's .json state or .safetensors weights.
     public var resume: String? = nil
+    /// Start over in a run directory that holds an earlier run, moving that run aside.
+    public var fresh = false
     public var threads: Int? = nil
     public init(configPath: String) { self.configPath = configPath }
 }
 
 /// Exit codes of `mcl-dist train`.
 public enum TrainExit: Int32 {
-    case ok = 0, stoppedBySignal = 0x0F, nonFiniteLoss = 4, badInput = 2
+    case ok = 0, stoppedBySignal = 0x0F, nonFinite = 4, badInput = 2, cannotWrite = 6
 }
 
-/// The training job, top to bottom: build the run, maybe resume, then for each step take the
-/// batch, step, log, maybe checkpoint (and stop when asked); then the loss figure and the
-/// evaluation. Each phase is a call defined in its own place: `TrainingRun` (build),
-/// `resumePoint`, `BatchLoader`, `DistributedTrainer` (the step), `MetricsLog` and `Progress`
-/// (log), `Checkpoints` (checkpoint), `StopSignal`, `evaluateRun`.
+/// The training job, top to bottom: build the run, claim the run directory and decide where to
+/// start (fresh or a checkpoint; nothing is written before that is settled), then for each step
+/// take the batch, step, log, maybe checkpoint (and stop when asked, or when a write failed or a
+/// parameter went non-finite); then the loss figure and the evaluation. Each phase is a call
+/// defined in its own place: `TrainingRun` (build), `RunDirectory` and `ResumeDecision` (where to
+/// start), `BatchLoader`, `DistributedTrainer` (the step), `MetricsLog` and `Progress` (log),
+/// `Checkpoints` (checkpoint), `StopSignal`, `evaluateRun`.
 public final class TrainJob {
     let options: TrainOptions
     let comm: Communicator
     let log: (String) -> Void
+    /// Rank 0's hold on the run directory.
+    var runDirectory: RunDirectory? = nil
 
     public init(options: TrainOptions, comm: Communicator) {
         self.options = options
@@ -46,10 +52,7 @@ public final class TrainJob {
         let run = try TrainingRun(options: options, comm: comm, log: log)
         var deadline = StallDeadline(configured: run.config.stallTimeout)
         comm.watch(phase: "startup", timeout: deadline.startup)
-        let start = try resumePoint(run)
-        guard start <= run.totalSteps else {
-            throw ConfigError("--resume: the checkpoint is at step \(start), beyond this run's \(run.totalSteps) steps (train.epochs / train.max_steps)")
-        }
+        let start = try startingPoint(run)
         let metrics = try MetricsLog(path: run.outDir + "/metrics.jsonl", keepingStepsBefore: start, writer: comm.isRoot)
         StopSignal.install()
         run.announce(log: log)
@@ -65,46 +68,69 @@ public final class TrainJob {
             deadline.record(stepSeconds: st.totalSeconds)
             guard st.loss.isFinite else {
                 log("mcl-dist: non-finite loss (\(st.loss)) at step \(step) (epoch \(epoch + 1)); stopping. Last good checkpoint: \(lastCheckpoint ?? "none")")
-                return .nonFiniteLoss
+                return .nonFinite
             }
             let ips = progress.record(st)
             metrics.append(step: step, epoch: epoch + 1, stats: st, imagesPerSecond: ips)
             progress.show(step: step, epoch: epoch + 1, st, imagesPerSecond: ips)
             let done = step + 1
-            let stop = StopSignal.agreed(comm)
-            if stop > 0 || run.checkpointDue(afterSteps: done) {
-                lastCheckpoint = saveCheckpoint(run, steps: done, loss: st.loss, previous: lastCheckpoint,
-                                                announce: !progress.live || done == run.totalSteps || stop > 0)
+            let badTensor = run.model.store.firstNonFinite()
+            if let badTensor {
+                FileHandle.standardError.write(Data("mcl-dist: rank \(comm.rank): after step \(step) (epoch \(epoch + 1)) tensor '\(badTensor)' holds NaN or infinity\n".utf8))
             }
-            if stop > 0 {
-                log("mcl-dist: stopped by signal \(stop) after step \(done); resume with --resume auto")
+            let status = JobStatus.agreed(comm, signal: StopSignal.local, writeFailed: metrics.failure != nil, nonFinite: badTensor != nil)
+            if status.nonFinite {
+                log("mcl-dist: non-finite weights after step \(step) (epoch \(epoch + 1)); stopping without saving them. Last good checkpoint: \(lastCheckpoint ?? "none")")
+                return .nonFinite
+            }
+            if status.writeFailed {
+                log("mcl-dist: \(metrics.failure ?? "metrics.jsonl: a write failed"); the job ends. Last good checkpoint: \(lastCheckpoint ?? "none")")
+                return .cannotWrite
+            }
+            if status.signal > 0 || run.checkpointDue(afterSteps: done) {
+                guard let path = saveCheckpoint(run, steps: done, loss: st.loss, previous: lastCheckpoint,
+                                                announce: !progress.live || done == run.totalSteps || status.signal > 0) else {
+                    return .cannotWrite
+                }
+                lastCheckpoint = path
+            }
+            if status.signal > 0 {
+                log("mcl-dist: stopped by signal \(status.signal) after step \(done); resume with --resume auto")
                 metrics.close()
+                runDirectory?.release()
                 return .stoppedBySignal
             }
         }
         metrics.close()
-        finishTraining(run, steps: run.totalSteps - start, seconds: ProcessStats.now() - t0)
+        try finishTraining(run, steps: run.totalSteps - start, seconds: ProcessStats.now() - t0)
         if run.config.evalAfterTrain && !run.config.dataTest.isEmpty {
             let report = try evaluateRun(model: run.model, config: run.config, configText: run.resolvedYAML,
                                          checkpoint: lastCheckpoint ?? "(in memory)", outDir: run.outDir + "/eval",
                                          comm: comm, log: log)
             if let report { log("\n" + report.markdown()) }
         }
+        runDirectory?.release()
         return .ok
     }
 
-    /// The step to start from: 0, or that of the checkpoint `--resume` names (`auto`: the newest
-    /// valid one of this configuration in the run directory), whose weights, momentum and
-    /// optimizer step count are loaded into the run. Rank 0 alone chooses and broadcasts the
-    /// state file and a fingerprint of its weights; every rank loads exactly that file, or the
+    /// The step to start from: 0, or that of the checkpoint `--resume` names. Rank 0 alone claims
+    /// the run directory (`RunDirectory`), decides (`ResumeDecision`: a run is continued only
+    /// with the configuration it was trained with, up to the continuation keys; an earlier run is
+    /// never overwritten) and only then writes `config.yaml`; it broadcasts the decision, the
+    /// state file and a fingerprint of its weights, and every rank loads exactly that file, or the
     /// job ends naming the rank and the file (on a shared file system with attribute caching,
-    /// ranks choosing on their own could load different steps).
-    func resumePoint(_ run: TrainingRun) throws -> Int {
-        guard let resume = options.resume else { return 0 }
+    /// ranks choosing on their own could load different steps). A refusal reaches every rank as
+    /// the same error, before anything was written.
+    func startingPoint(_ run: TrainingRun) throws -> Int {
         var choice = ""   // "" = start fresh; "!" + error; else "<state file>\t<fingerprint>"
         if comm.isRoot {
             do {
-                if let (_, weights) = try chooseCheckpoint(resume, run) {
+                let dir = try RunDirectory(claiming: run.outDir, log: log)
+                runDirectory = dir
+                let decision = try ResumeDecision.decide(options: options, run: run, directory: dir, log: log)
+                if decision.supersede { log("--fresh: the earlier run of \(run.outDir) was moved to \(try dir.supersede())") }
+                try AtomicFile.write(Data(run.resolvedYAML.utf8), to: run.outDir + "/config.yaml")
+                if let (_, weights) = decision.checkpoint {
                     choice = String(weights.dropLast(".safetensors".count)) + ".json\t" + (try Checkpoints.fingerprint(weights))
                 }
             } catch { choice = "!\(error)" }
@@ -125,55 +151,57 @@ public final class TrainJob {
         try Checkpoints.load(weights: weights, model: run.model, optimizer: run.trainer.optimizer)
         run.trainer.optimizer.steps = st.optimizerSteps
         log("resumed from \(weights) at step \(st.step) (epoch \(st.epoch + 1)); every rank loaded the same file (fingerprint \(wanted))")
+        if st.step == run.totalSteps { log("resume: the checkpoint is at the end of training (step \(st.step) of \(run.totalSteps)): nothing left to train") }
         return st.step
     }
 
-    /// Rank 0's choice of checkpoint for `--resume` (nil: none, start fresh).
-    func chooseCheckpoint(_ resume: String, _ run: TrainingRun) throws -> (TrainState, String)? {
-        let hash = run.config.trainingHash
-        if resume == "auto" {
-            let found = Checkpoints.newestValid(runDir: run.outDir, configHash: hash, log: log)
-            if found == nil { log("resume auto: no valid checkpoint in \(Checkpoints.directory(run.outDir)); starting fresh") }
-            return found
-        }
-        let stateFile = resume.hasSuffix(".safetensors") ? String(resume.dropLast(".safetensors".count)) + ".json" : resume
-        let (st, w) = try Checkpoints.read(stateFile: stateFile)
-        if st.configHash != hash {
-            throw ConfigError("--resume \(resume): checkpoint was made with a different training configuration (hash \(st.configHash), this config \(hash))")
-        }
-        return (st, w)
-    }
-
-    /// Rank 0 writes the checkpoint after `steps` completed steps; every rank waits for it.
-    /// Returns its path, or `previous` when writing failed (said on stderr; `previous` is intact).
+    /// Rank 0 writes the checkpoint after `steps` completed steps; every rank learns whether it
+    /// was written. Returns its path, or nil when writing failed (said on stderr naming the file;
+    /// the previous checkpoint is intact), and then every rank ends the job.
     func saveCheckpoint(_ run: TrainingRun, steps: Int, loss: Double, previous: String?, announce: Bool) -> String? {
-        var path = previous
+        var path: String? = previous
+        var failed = [0.0]
         if comm.isRoot {
             let spe = run.stepsPerEpoch
             let state = TrainState(step: steps, epoch: steps / spe, stepInEpoch: steps % spe, totalSteps: run.totalSteps,
                                    optimizerSteps: run.trainer.optimizer.steps, seed: run.config.seed,
                                    configHash: run.config.trainingHash, worldSize: comm.size, weights: "", lastLoss: loss,
-                                   createdAt: ISO8601DateFormatter().string(from: Date()))
+                                   createdAt: ISO8601DateFormatter().string(from: Date()), config: run.resolvedYAML)
             do {
                 path = try Checkpoints.save(model: run.model, optimizer: run.trainer.optimizer, state: state,
                                             runDir: run.outDir, keep: run.config.keepCheckpoints)
                 if announce { print("checkpoint \(path!)") }
             } catch {
-                FileHandle.standardError.write(Data("mcl-dist: checkpoint at step \(steps) failed: \(error); the previous checkpoint \(previous ?? "(none)") is intact\n".utf8))
+                FileHandle.standardError.write(Data("mcl-dist: rank 0: the checkpoint of step \(steps) cannot be written: \(error); the job ends. The previous checkpoint \(previous ?? "(none)") is intact\n".utf8))
+                failed[0] = 1
             }
         }
-        comm.barrier()
-        return path
+        comm.allreduceMax(&failed)
+        return failed[0] > 0 ? nil : path
     }
 
     /// The loss figure (rank 0) and the summary line.
-    func finishTraining(_ run: TrainingRun, steps: Int, seconds: Double) {
+    func finishTraining(_ run: TrainingRun, steps: Int, seconds: Double) throws {
         let c = run.config
         if comm.isRoot {
-            writeLossFigure(metricsPath: run.outDir + "/metrics.jsonl", out: run.outDir + "/loss.png",
+            _ = try writeLossFigure(metricsPath: run.outDir + "/metrics.jsonl", out: run.outDir + "/loss.png",
                             title: "\(c.loss.kind.rawValue) loss, \(c.model.arch) width \(c.model.width)")
         }
         log(String(format: "training done: %d steps in %.1f s (%.1f images/s)", steps, seconds,
                    Double(steps) * Double(c.batchSize) / max(seconds, 1e-9)))
+    }
+}
+
+/// What the ranks agree on after every step (one allreduce of the largest value): a stop signal
+/// any rank received, a failed write on rank 0, a non-finite parameter on any rank.
+struct JobStatus {
+    var signal: Int32
+    var writeFailed: Bool
+    var nonFinite: Bool
+
+    static func agreed(_ comm: Communicator, signal: Int32, writeFailed: Bool, nonFinite: Bool) -> JobStatus {
+        var v = [Double(signal), writeFailed ? 1 : 0, nonFinite ? 1 : 0]
+        comm.allreduceMax(&v)
+        return JobStatus(signal: Int32(v[0]), writeFailed: v[1] > 0, nonFinite: v[2] > 0)
     }
 }

@@ -5,8 +5,8 @@ import MCLObjective
 import MCLDistributed
 import MCLData
 
-/// Everything a training job builds before its first step: the resolved configuration (written
-/// to DIR/config.yaml by rank 0), the sharded batch loader, the model (initialised from the seed,
+/// Everything a training job builds before its first step, without writing anything: the resolved
+/// configuration, the sharded batch loader, the model (initialised from the seed,
 /// then rank 0's copy broadcast) and the data-parallel trainer, and the step counts.
 public struct TrainingRun {
     public let config: RunConfig
@@ -28,10 +28,6 @@ public struct TrainingRun {
         self.comm = comm
         outDir = options.outDir ?? "runs/" + URL(fileURLWithPath: options.configPath).deletingPathExtension().lastPathComponent
         Conv2d.deterministic = config.deterministic
-        if comm.isRoot {
-            try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
-            try AtomicFile.write(Data(yaml.utf8), to: outDir + "/config.yaml")
-        }
         let train = try PackedDataset(path: config.dataTrain)
         try train.requireShape(ResNetModel.inputShape, for: "data.train")
         guard train.isLabelled else { throw ConfigError("data.train: \(config.dataTrain) has no class labels (an unlabelled folder); training needs labels") }
@@ -43,6 +39,12 @@ public struct TrainingRun {
         stepsPerEpoch = loader.stepsPerEpoch
         totalSteps = config.maxSteps > 0 ? min(config.epochs * stepsPerEpoch, config.maxSteps) : config.epochs * stepsPerEpoch
         viewsPerRank = 2 * config.batchSize / comm.size
+        let need = Planner.trainingBytesPerRank(config, ranks: comm.size)
+        let have = Double(ProcessInfo.processInfo.physicalMemory)
+        guard need < 0.9 * have else {
+            throw ConfigError(String(format: "model.width %d, train.batch_size %d: training needs about %.1f GB per rank (parameters, gradients and momentum, the activations of %d views, the similarity matrix) and this node has %.1f GB: lower model.width or train.batch_size, set train.micro_batch, or use more ranks",
+                                     config.model.width, config.batchSize, need / 1e9, 2 * config.batchSize / comm.size, have / 1e9))
+        }
         model = try ResNetModel(config.model)
         model.initialise(seed: config.seed)
         trainer = DistributedTrainer(model: model, comm: comm, loss: config.loss,
