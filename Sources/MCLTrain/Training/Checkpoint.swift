@@ -159,3 +159,45 @@ public enum Checkpoints {
         }
     }
 }
+
+/// What `mcl-dist checkpoint verify` found in a checkpoint.
+public struct CheckpointSummary: Sendable {
+    public var weights: String
+    public var state: TrainState?
+    public var model: ModelConfig
+    public var tensors: Int
+    public var checksums: Bool
+
+    public var text: String {
+        var s = "\(weights): ok: \(model.arch) width \(model.width), projector \(model.projectorHidden) -> \(model.projectionDim), \(tensors) tensors, "
+        s += checksums ? "every tensor's checksum verified, " : "no checksums (written before mcl-dist 0.2), "
+        s += "all finite"
+        if let st = state { s += "; step \(st.step) of \(st.totalSteps) (epoch \(st.epoch + 1)), \(st.worldSize) rank(s), config hash \(st.configHash)" }
+        return s
+    }
+}
+
+extension Checkpoints {
+    /// Checks a checkpoint completely without training or evaluating: its state (when given the
+    /// .json), the safetensors header and every tensor's checksum, the model its metadata names
+    /// (every tensor present with its shape, via a model of that configuration), finiteness.
+    public static func verify(path: String) throws -> CheckpointSummary {
+        var state: TrainState? = nil
+        var weights = path
+        if path.hasSuffix(".json") { let (st, w) = try read(stateFile: path); state = st; weights = w }
+        let f = try SafeTensorsFile(path: weights)
+        func meta(_ k: String) throws -> Int {
+            guard let s = f.metadata[k], let v = Int(s), v >= 1, v <= (k == "width" ? 1024 : 1 << 16) else {
+                throw SafeTensorsError("\(weights): metadata '\(k)' is missing or not a size (\(f.metadata[k].map { String($0.prefix(40)) } ?? "absent")): not a checkpoint of mcl-dist train")
+            }
+            return v
+        }
+        guard let arch = f.metadata["arch"], ModelConfig.architectures[arch] != nil else {
+            throw SafeTensorsError("\(weights): metadata 'arch' is missing or unknown: not a checkpoint of mcl-dist train")
+        }
+        let config = ModelConfig(arch: arch, width: try meta("width"), projectorHidden: try meta("projector_hidden"), projectionDim: try meta("projection_dim"))
+        let model = try ResNetModel(config)
+        try load(weights: weights, model: model, optimizer: SGD(count: model.store.paramCount))
+        return CheckpointSummary(weights: weights, state: state, model: config, tensors: f.entries.count, checksums: f.hasChecksums)
+    }
+}

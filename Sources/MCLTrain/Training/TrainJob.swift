@@ -52,13 +52,13 @@ public final class TrainJob {
         let run = try TrainingRun(options: options, comm: comm, log: log)
         var deadline = StallDeadline(configured: run.config.stallTimeout)
         comm.watch(phase: "startup", timeout: deadline.startup)
-        let start = try startingPoint(run)
+        let (start, resumedFrom) = try startingPoint(run)
         let metrics = try MetricsLog(path: run.outDir + "/metrics.jsonl", keepingStepsBefore: start, writer: comm.isRoot)
         StopSignal.install()
         run.announce(log: log)
         var progress = Progress(enabled: comm.isRoot, epochs: run.config.epochs, totalSteps: run.totalSteps,
                                 imagesPerStep: Double(run.config.batchSize))
-        var lastCheckpoint: String? = nil
+        var lastCheckpoint: String? = resumedFrom
         let t0 = ProcessStats.now()
         for step in start..<run.totalSteps {
             let (epoch, inEpoch) = (step / run.stepsPerEpoch, step % run.stepsPerEpoch)
@@ -113,7 +113,8 @@ public final class TrainJob {
         return .ok
     }
 
-    /// The step to start from: 0, or that of the checkpoint `--resume` names. Rank 0 alone claims
+    /// The step to start from (and the checkpoint it comes from): 0, or that of the checkpoint
+    /// `--resume` names. Rank 0 alone claims
     /// the run directory (`RunDirectory`), decides (`ResumeDecision`: a run is continued only
     /// with the configuration it was trained with, up to the continuation keys; an earlier run is
     /// never overwritten) and only then writes `config.yaml`; it broadcasts the decision, the
@@ -121,7 +122,7 @@ public final class TrainJob {
     /// job ends naming the rank and the file (on a shared file system with attribute caching,
     /// ranks choosing on their own could load different steps). A refusal reaches every rank as
     /// the same error, before anything was written.
-    func startingPoint(_ run: TrainingRun) throws -> Int {
+    func startingPoint(_ run: TrainingRun) throws -> (step: Int, checkpoint: String?) {
         var choice = ""   // "" = start fresh; "!" + error; else "<state file>\t<fingerprint>"
         if comm.isRoot {
             do {
@@ -137,7 +138,7 @@ public final class TrainJob {
         }
         choice = comm.size > 1 ? comm.broadcast(choice, root: 0) : choice
         if choice.hasPrefix("!") { throw ConfigError(String(choice.dropFirst())) }
-        if choice.isEmpty { return 0 }
+        if choice.isEmpty { return (0, nil) }
         let parts = choice.split(separator: "\t").map(String.init)
         let stateFile = parts[0], wanted = parts[1]
         let st: TrainState, weights: String
@@ -152,7 +153,7 @@ public final class TrainJob {
         run.trainer.optimizer.steps = st.optimizerSteps
         log("resumed from \(weights) at step \(st.step) (epoch \(st.epoch + 1)); every rank loaded the same file (fingerprint \(wanted))")
         if st.step == run.totalSteps { log("resume: the checkpoint is at the end of training (step \(st.step) of \(run.totalSteps)): nothing left to train") }
-        return st.step
+        return (st.step, weights)
     }
 
     /// Rank 0 writes the checkpoint after `steps` completed steps; every rank learns whether it
