@@ -134,6 +134,13 @@ public final class MPICommunicator: Communicator {
         abort(msg + "; ending the job", code: 5)
     }
 
+    /// An element count as MPI's Int32, or the job ends naming the operation (counts beyond
+    /// 2^31 - 1 elements are split into buckets by the callers that can meet them).
+    func count32(_ n: Int, _ what: @autoclosure () -> String) -> Int32 {
+        guard let c = Int32(exactly: n) else { abort("\(what()): \(n) elements exceed MPI's 2^31 - 1 per call", code: 3) }
+        return c
+    }
+
     @inline(__always)
     func check(_ rc: Int32, _ what: @autoclosure () -> String) {
         if rc != mcl_mpi_success() {
@@ -158,7 +165,7 @@ public final class MPICommunicator: Communicator {
         if size == 1 || values.isEmpty { return }
         let n = values.count
         values.withUnsafeMutableBufferPointer { p in
-            collective("allreduce (sum of \(n) doubles)") { MPI_Iallreduce(mcl_mpi_in_place(), p.baseAddress!, Int32(n), mcl_mpi_double(), mcl_mpi_sum(), comm, $0) }
+            collective("allreduce (sum of \(n) doubles)") { MPI_Iallreduce(mcl_mpi_in_place(), p.baseAddress!, count32(n, "allreduce"), mcl_mpi_double(), mcl_mpi_sum(), comm, $0) }
         }
     }
 
@@ -166,17 +173,19 @@ public final class MPICommunicator: Communicator {
         if size == 1 || values.isEmpty { return }
         let n = values.count
         values.withUnsafeMutableBufferPointer { p in
-            collective("allreduce (max of \(n) doubles)") { MPI_Iallreduce(mcl_mpi_in_place(), p.baseAddress!, Int32(n), mcl_mpi_double(), mcl_mpi_max(), comm, $0) }
+            collective("allreduce (max of \(n) doubles)") { MPI_Iallreduce(mcl_mpi_in_place(), p.baseAddress!, count32(n, "allreduce"), mcl_mpi_double(), mcl_mpi_max(), comm, $0) }
         }
     }
 
     public func allgather(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>) {
-        collective("allgather of \(count) floats") { MPI_Iallgather(send, Int32(count), mcl_mpi_float(), recv, Int32(count), mcl_mpi_float(), comm, $0) }
+        let c = count32(count, "allgather of \(count) floats")
+        collective("allgather of \(count) floats") { MPI_Iallgather(send, c, mcl_mpi_float(), recv, c, mcl_mpi_float(), comm, $0) }
     }
 
     public func allgatherv(_ send: UnsafePointer<Float>, counts: [Int], into recv: UnsafeMutablePointer<Float>) {
         precondition(counts.count == size)
-        let c32 = counts.map { Int32($0) }
+        let c32 = counts.map { count32($0, "allgatherv") }
+        _ = count32(counts.reduce(0, +), "allgatherv (the gathered total)")
         var displs = [Int32](repeating: 0, count: size)
         for i in 1..<max(1, size) { displs[i] = displs[i - 1] + c32[i - 1] }
         let mine = Int32(counts[rank])
@@ -194,7 +203,8 @@ public final class MPICommunicator: Communicator {
         if n == 0 { return out }
         send.withUnsafeBufferPointer { s in
             out.withUnsafeMutableBufferPointer { o in
-                collective("allgather of \(n) labels") { MPI_Iallgather(s.baseAddress!, Int32(n), mcl_mpi_int32(), o.baseAddress!, Int32(n), mcl_mpi_int32(), comm, $0) }
+                let c = count32(n * size, "allgather of \(n) labels") / Int32(size)
+                collective("allgather of \(n) labels") { MPI_Iallgather(s.baseAddress!, c, mcl_mpi_int32(), o.baseAddress!, c, mcl_mpi_int32(), comm, $0) }
             }
         }
         return out
@@ -212,7 +222,7 @@ public final class MPICommunicator: Communicator {
 
     public func broadcast(_ bytes: inout [UInt8], root: Int) {
         if size == 1 { return }
-        var n = Int32(bytes.count)
+        var n = count32(bytes.count, "broadcast of \(bytes.count) bytes")
         withUnsafeMutablePointer(to: &n) { np in
             collective("broadcast of a length") { MPI_Ibcast(np, 1, mcl_mpi_int32(), Int32(root), comm, $0) }
         }
@@ -247,7 +257,16 @@ public enum MPIRuntime {
             FileHandle.standardError.write(Data("mcl-dist: MPI_Init_thread failed (code \(rc))\n".utf8))
             exit(3)
         }
-        MPI_Comm_set_errhandler(mcl_mpi_comm_world(), mcl_mpi_errors_return())
+        if provided < Int32(MPI_THREAD_FUNNELED) {
+            FileHandle.standardError.write(Data("mcl-dist: this MPI library grants thread level \(provided), below MPI_THREAD_FUNNELED (\(MPI_THREAD_FUNNELED)) which mcl-dist needs (worker threads compute while the main thread calls MPI)\n".utf8))
+            MPI_Abort(mcl_mpi_comm_world(), 3)
+            exit(3)
+        }
+        if MPI_Comm_set_errhandler(mcl_mpi_comm_world(), mcl_mpi_errors_return()) != mcl_mpi_success() {
+            FileHandle.standardError.write(Data("mcl-dist: cannot set MPI_ERRORS_RETURN on MPI_COMM_WORLD\n".utf8))
+            MPI_Abort(mcl_mpi_comm_world(), 3)
+            exit(3)
+        }
     }
 
     public static var isInitialised: Bool { initialised }

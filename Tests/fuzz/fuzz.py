@@ -1206,6 +1206,8 @@ class McldFormat(Format):
             v = rng.choice(vals)
             struct.pack_into("<I" if size == 4 else "<Q", a, off, v)
             desc = "header @%d = %d" % (off, v)
+            if off == 40:
+                return bytes(a), "stored CRC = %d" % v
             resize = off in (16, 24, 28, 32) and rng.random() < 0.5
             if off == 28 and rng.random() < 0.5:
                 struct.pack_into("<I", a, 32, v)
@@ -1278,6 +1280,9 @@ class McldFormat(Format):
                 desc += " (CRC recomputed)"
         else:
             b, desc = unstructured(rng, b, 128)
+            if rng.random() < 0.25 and len(b) >= 48:
+                b = mcld_fix_crc(b)
+                desc += " (CRC recomputed)"
         if rng.random() < 1 / 8:
             return Case(self.name, desc + " [train]", ["train", "--config", "cfg.yaml", "--out", "out/run"],
                         self.cfg_files(b), "in/data.mcld", "mcld", timeout=SLOW_TIMEOUT)
