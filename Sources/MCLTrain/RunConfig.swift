@@ -157,7 +157,7 @@ public struct RunConfig: Sendable {
         switch key {
         case "model.arch":
             let s = try RunConfig.string(key, v)
-            guard ModelConfig.architectures[s] != nil else { throw ConfigError("model.arch: '\(s)' is not one of resnet18, resnet34") }
+            guard ModelConfig.architectures[s] != nil else { throw ConfigError("model.arch: '\(ConfigYAMLLimits.quote(s))' is not one of resnet18, resnet34") }
             model.arch = s
         case "model.width": model.width = try RunConfig.int(key, v, min: 1)
         case "model.projector_hidden": model.projectorHidden = try RunConfig.int(key, v, min: 1)

@@ -77,3 +77,56 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(c2.trainingHash, c.trainingHash)
     }
 }
+
+/// Configuration YAML a hostile or careless user can write: each is an error naming the key or
+/// the problem, quoting at most ~200 characters of a value, never a trap or a runaway allocation.
+final class ConfigLimitTests: XCTestCase {
+    let base = "data: {train: x.mcld}\n"
+
+    func expectError(_ yaml: String, mentions words: [String], maxLength: Int = 2000, line: UInt = #line) {
+        XCTAssertThrowsError(try RunConfig.parse(yaml: yaml, source: "c.yaml"), line: line) { e in
+            let m = "\(e)"
+            for w in words { XCTAssertTrue(m.contains(w), "'\(m.prefix(300))' lacks '\(w)'", line: line) }
+            XCTAssertLessThanOrEqual(m.utf8.count, maxLength, "message of \(m.utf8.count) bytes", line: line)
+        }
+    }
+
+    func testDuplicateKeysAndSections() {
+        expectError(base + "train: {lr: 0.1, seed: 3}\ntrain: {epochs: 2}\n", mentions: ["duplicate key 'train'"])
+        expectError(base + "train:\n  lr: 0.1\n  lr: 0.2\n", mentions: ["duplicate key 'train.lr'", "line 4"])
+    }
+
+    func testAliasBombAndNesting() {
+        var bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        for k in 1...9 { bomb += "b\(k): &b\(k) [" + Array(repeating: k == 1 ? "*a" : "*b\(k - 1)", count: 10).joined(separator: ", ") + "]\n" }
+        expectError(bomb, mentions: ["100000 YAML nodes"])
+        expectError(base + "x: " + String(repeating: "[", count: 5000), mentions: ["nested 5000 deep"])
+        expectError(String(repeating: "#", count: (1 << 20) + 1), mentions: ["at most 1048576 bytes"])
+    }
+
+    func testValuesAreBoundedAndQuotedShort() {
+        expectError(base + "model: {width: 100000}", mentions: ["model.width: expected an integer from 1 to 1024, got '100000'"])
+        expectError(base + "train: {epochs: 9223372036854775807}", mentions: ["train.epochs", "1000000"])
+        expectError(base + "train: {momentum: -5}", mentions: ["train.momentum"])
+        expectError(base + "train: {momentum: 1}", mentions: ["train.momentum", "below 1"])
+        expectError(base + "train: {weight_decay: -3}", mentions: ["train.weight_decay"])
+        expectError(base + "eval: {ridge: -1}", mentions: ["eval.ridge"])
+        expectError(base + "model: {arch: " + String(repeating: "r", count: 600_000) + "}", mentions: ["model.arch", "(600000 bytes)"], maxLength: 600)
+        expectError(base + "train: {epochs: '" + String(repeating: "9", count: 500_000) + "'}", mentions: ["train.epochs"], maxLength: 600)
+        XCTAssertThrowsError(try RunConfig.parse(yaml: base, overrides: ["train.seed=" + String(repeating: "x", count: 100_000)])) { e in
+            XCTAssertLessThan("\(e)".utf8.count, 600, "\("\(e)".prefix(200))")
+        }
+    }
+
+    /// Which keys may change when a run is continued, and the hash that ignores them.
+    func testContinuationKeys() throws {
+        let (a, _) = try RunConfig.parse(yaml: base + "train: {epochs: 2, lr: 0.1}")
+        let (b, _) = try RunConfig.parse(yaml: "train: {epochs: 5, lr: 0.1, max_steps: 7}\neval: {ridge: 0.01}\ndata: {train: x.mcld, test: t.mcld}")
+        let (c, _) = try RunConfig.parse(yaml: base + "train: {epochs: 2, lr: 0.2}")
+        XCTAssertEqual(a.trainingHash, b.trainingHash)
+        XCTAssertNotEqual(a.trainingHash, c.trainingHash)
+        let changes = RunConfig.changes(from: a.flatValues, to: c.flatValues)
+        XCTAssertEqual(changes.map { "\($0)" }, ["train.lr: 0.1 -> 0.2"])
+        XCTAssertEqual(RunConfig.changes(from: a.flatValues, to: b.flatValues).filter { !RunConfig.isContinuationKey($0.key) }.count, 0)
+    }
+}

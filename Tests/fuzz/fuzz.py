@@ -164,6 +164,9 @@ def tiny_config(data="s.mcld", max_steps=1, extra=""):
     return TINY_CONFIG % (data, max_steps, extra)
 
 
+CHECKPOINT_CONFIG = tiny_config("s.mcld", 2, ", checkpoint_every: 1")
+
+
 def stable_int(name):
     return zlib.crc32(name.encode("utf-8"))
 
@@ -272,6 +275,7 @@ class Case:
         self.timeout = timeout
         self.out_file = out_file    # relpath that must not exist after a failing run
         self.expect = "accepted"    # for the unmutated seeds: the expected classification
+        self.expect_text = None     # for the unmutated seeds: text expected in stdout/stderr
 
     def materialise(self, d):
         os.makedirs(d, exist_ok=True)
@@ -400,12 +404,24 @@ class Runner:
 def telling_line(text):
     lines = [l for l in text.splitlines() if l.strip()]
     for l in lines:
+        if re.search(r"Program crashed:|Swift runtime failure:|Fatal error:|Precondition failed|Assertion failed", l):
+            return l.strip().strip("*").strip()[:240]
+    for l in lines:
         if any(m in l for m in CRASH_MARKERS):
             return l.strip()[:240]
     for l in lines:
         if "error" in l.lower():
             return l.strip()[:240]
     return (lines[0].strip()[:240]) if lines else "(no output)"
+
+
+def crash_site(text):
+    """The first project source location in a Swift backtrace, e.g. " [at MCLData/Packed.swift:159]"."""
+    for l in text.splitlines():
+        m = re.search(r" at (\S*?Sources/)?(\S+\.swift):(\d+)", l)
+        if m and "<compiler-generated>" not in l:
+            return " [at %s:%s]" % (m.group(2), m.group(3))
+    return ""
 
 
 def classify(case, res, d):
@@ -422,9 +438,9 @@ def classify(case, res, d):
             name = signal.Signals(-rc).name
         except ValueError:
             name = "signal %d" % -rc
-        return "crash", "killed by %s: %s" % (name, telling_line(res.stderr))
+        return "crash", "killed by %s: %s%s" % (name, telling_line(res.stderr), crash_site(res.stderr))
     if rc >= 126:
-        return "crash", "exit %d: %s" % (rc, telling_line(res.stderr))
+        return "crash", "exit %d: %s%s" % (rc, telling_line(res.stderr), crash_site(res.stderr))
     if rc == 0:
         if temps:
             return "partial", "exit 0 but left temporary file(s) %s" % ", ".join(temps[:3])
@@ -432,7 +448,7 @@ def classify(case, res, d):
     both = res.stderr + "\n" + res.stdout_tail
     marker = [m for m in CRASH_MARKERS if m in both]
     if marker:
-        return "crash", "exit %d with crash marker '%s': %s" % (rc, marker[0], telling_line(both))
+        return "crash", "exit %d with crash marker '%s': %s%s" % (rc, marker[0], telling_line(both), crash_site(both))
     if not res.stderr.strip():
         return "no-message", "exit %d with an empty stderr (stdout: %s)" % (
             rc, telling_line(res.stdout_tail))
@@ -1344,7 +1360,7 @@ class CheckpointFormat(Format):
 
     def run_files(self, rel=None, data=None):
         files = {"run": ("tree", self.ctx.run_dir), "s.mcld": ("copy", self.ctx.mcld_path),
-                 "cfg.yaml": tiny_config("s.mcld", 2, ", checkpoint_every: 1").encode()}
+                 "cfg.yaml": CHECKPOINT_CONFIG.encode()}
         if rel is not None:
             files[rel] = data
         return files
@@ -1359,6 +1375,7 @@ class CheckpointFormat(Format):
         out = [Case(self.name, "seed (evaluate)", self.eval_argv(w), self.run_files(), w, "safetensors", timeout=SLOW_TIMEOUT),
                Case(self.name, "seed (resume)", ["train", "--config", "cfg.yaml", "--out", "run", "--resume", "auto"],
                     self.run_files(), s, "json", timeout=SLOW_TIMEOUT)]
+        out[1].expect_text = "resumed from"
         if self.ctx.has_verify:
             out += [Case(self.name, "seed (verify weights)", ["checkpoint", "verify", w], self.run_files(), w, "safetensors"),
                     Case(self.name, "seed (verify state)", ["checkpoint", "verify", s], self.run_files(), s, "json")]
@@ -1368,7 +1385,7 @@ class CheckpointFormat(Format):
     def mutate_weights(self, rng, b):
         n, pairs, data = st_split(b)
         tensors = [k for k, v in pairs if k != "__metadata__"]
-        op = rng.choice(["len", "len", "shape", "shape", "shape", "offsets", "offsets", "offsets", "dtype", "dup",
+        op = rng.choice(["len", "len", "shape", "shape", "shape", "shape", "offsets", "offsets", "offsets", "dtype", "dup",
                          "remove", "extra", "meta", "meta", "header-json", "payload", "payload", "nan", "nan"])
         if op == "len":
             v = rng.choice([0, 1, 2, 7, 8, n - 1, n + 1, len(b) - 8, len(b) - 7, 2**31, 2**32 - 1, 2**32,
@@ -1560,7 +1577,7 @@ class CheckpointFormat(Format):
             rel, ext = srel, "json"
         else:
             src = ctx.weights_bytes
-            if rng.random() < 0.5:
+            if rng.random() < 0.6:
                 b, desc = self.mutate_weights(rng, src)
             else:
                 n = struct.unpack("<Q", src[:8])[0]
@@ -1928,11 +1945,16 @@ def make_context(runner, work, formats):
         with open(ctx.mcld_path, "rb") as f:
             ctx.mcld = f.read()
     if need_run:
-        cfg = os.path.join(sd, "run-config.yaml")
-        write(cfg, tiny_config(ctx.mcld_path, 2, ", checkpoint_every: 1").encode())
-        run = os.path.join(sd, "run")
-        shutil.rmtree(run, ignore_errors=True)
-        res = runner.run(["train", "--config", cfg, "--out", run], sd, SLOW_TIMEOUT * 2)
+        # Trained in the same layout as the checkpoint cases (cfg.yaml, s.mcld, run/ side by side,
+        # relative paths), so that the training-config hash, which covers the resolved data path,
+        # matches in the cases and --resume really loads the checkpoint.
+        cd = os.path.join(sd, "ckpt")
+        shutil.rmtree(cd, ignore_errors=True)
+        os.makedirs(cd)
+        shutil.copyfile(ctx.mcld_path, os.path.join(cd, "s.mcld"))
+        write(os.path.join(cd, "cfg.yaml"), CHECKPOINT_CONFIG.encode())
+        run = os.path.join(cd, "run")
+        res = runner.run(["train", "--config", "cfg.yaml", "--out", "run"], cd, SLOW_TIMEOUT * 2)
         ck = os.path.join(run, "checkpoints")
         states = sorted(n for n in os.listdir(ck) if n.endswith(".json")) if os.path.isdir(ck) else []
         if res.rc != 0 or not states:
@@ -1946,7 +1968,7 @@ def make_context(runner, work, formats):
             ctx.weights_bytes = f.read()
         # The run folder used by the cases: the trained run (config.yaml, metrics, checkpoints).
         for n in ("_stdout.log", "_stderr.log"):
-            p = os.path.join(sd, n)
+            p = os.path.join(cd, n)
             if os.path.exists(p):
                 os.remove(p)
     ctx.has_verify = False
@@ -2048,6 +2070,9 @@ def main():
                                                                 (detail or telling_line(res.stderr))[:200]), file=sys.stderr)
             if i < len(baselines) and kind != case.expect:
                 notes.append("note: %s not %s (%s): %s" % (case.desc, case.expect, kind, detail or telling_line(res.stderr)))
+            elif i < len(baselines) and case.expect_text and case.expect_text not in res.stderr + res.stdout_tail:
+                notes.append("note: %s: '%s' not in its output: %s" % (case.desc, case.expect_text, telling_line(
+                    res.stderr + "\n" + res.stdout_tail)))
             if kind in FAIL_KINDS:
                 counts[FAIL_KINDS[kind]] += 1
                 n = len(failures) + 1

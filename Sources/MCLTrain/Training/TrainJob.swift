@@ -36,6 +36,8 @@ public final class TrainJob {
     let options: TrainOptions
     let comm: Communicator
     let log: (String) -> Void
+    /// Rank 0's messages about a job that ends early (to stderr).
+    let logError: (String) -> Void
     /// Rank 0's hold on the run directory.
     var runDirectory: RunDirectory? = nil
 
@@ -44,6 +46,7 @@ public final class TrainJob {
         self.comm = comm
         let rank = comm.rank
         log = { msg in if rank == 0 { print(msg); fflush(nil) } }
+        logError = { msg in if rank == 0 { fflush(nil); FileHandle.standardError.write(Data((msg + "\n").utf8)) } }
     }
 
     public func run() throws -> TrainExit {
@@ -67,7 +70,7 @@ public final class TrainJob {
             let st = run.step(batch, step: step)
             deadline.record(stepSeconds: st.totalSeconds)
             guard st.loss.isFinite else {
-                log("mcl-dist: non-finite loss (\(st.loss)) at step \(step) (epoch \(epoch + 1)); stopping. Last good checkpoint: \(lastCheckpoint ?? "none")")
+                logError("mcl-dist: non-finite loss (\(st.loss)) at step \(step) (epoch \(epoch + 1)); stopping. Last good checkpoint: \(lastCheckpoint ?? "none")")
                 return .nonFinite
             }
             let ips = progress.record(st)
@@ -80,19 +83,18 @@ public final class TrainJob {
             }
             let status = JobStatus.agreed(comm, signal: StopSignal.local, writeFailed: metrics.failure != nil, nonFinite: badTensor != nil)
             if status.nonFinite {
-                log("mcl-dist: non-finite weights after step \(step) (epoch \(epoch + 1)); stopping without saving them. Last good checkpoint: \(lastCheckpoint ?? "none")")
+                logError("mcl-dist: non-finite weights after step \(step) (epoch \(epoch + 1)); stopping without saving them. Last good checkpoint: \(lastCheckpoint ?? "none")")
                 return .nonFinite
             }
             if status.writeFailed {
-                log("mcl-dist: \(metrics.failure ?? "metrics.jsonl: a write failed"); the job ends. Last good checkpoint: \(lastCheckpoint ?? "none")")
+                logError("mcl-dist: \(metrics.failure ?? "metrics.jsonl: a write failed"); the job ends. Last good checkpoint: \(lastCheckpoint ?? "none")")
                 return .cannotWrite
             }
             if status.signal > 0 || run.checkpointDue(afterSteps: done) {
-                guard let path = saveCheckpoint(run, steps: done, loss: st.loss, previous: lastCheckpoint,
-                                                announce: !progress.live || done == run.totalSteps || status.signal > 0) else {
-                    return .cannotWrite
-                }
-                lastCheckpoint = path
+                let saved = saveCheckpoint(run, steps: done, loss: st.loss, previous: lastCheckpoint,
+                                           announce: !progress.live || done == run.totalSteps || status.signal > 0)
+                guard saved.written else { return .cannotWrite }
+                lastCheckpoint = saved.path
             }
             if status.signal > 0 {
                 log("mcl-dist: stopped by signal \(status.signal) after step \(done); resume with --resume auto")
@@ -157,9 +159,9 @@ public final class TrainJob {
     }
 
     /// Rank 0 writes the checkpoint after `steps` completed steps; every rank learns whether it
-    /// was written. Returns its path, or nil when writing failed (said on stderr naming the file;
-    /// the previous checkpoint is intact), and then every rank ends the job.
-    func saveCheckpoint(_ run: TrainingRun, steps: Int, loss: Double, previous: String?, announce: Bool) -> String? {
+    /// was written (when not, said on stderr naming the file; the previous checkpoint is intact;
+    /// every rank then ends the job). Returns that and the path (rank 0's; others keep `previous`).
+    func saveCheckpoint(_ run: TrainingRun, steps: Int, loss: Double, previous: String?, announce: Bool) -> (written: Bool, path: String?) {
         var path: String? = previous
         var failed = [0.0]
         if comm.isRoot {
@@ -178,7 +180,7 @@ public final class TrainJob {
             }
         }
         comm.allreduceMax(&failed)
-        return failed[0] > 0 ? nil : path
+        return (failed[0] == 0, path)
     }
 
     /// The loss figure (rank 0) and the summary line.
