@@ -21,7 +21,9 @@ public func readScoreFile(_ path: String) throws -> [Double] {
         throw EvalError("\(path): cannot read the score file")
     }
     var out: [Double] = []
-    for (k, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+    // Split on every line break: "\r\n" is one Character in Swift, so splitting on "\n" alone
+    // would leave a CRLF file as one line.
+    for (k, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
         let t = line.trimmingCharacters(in: .whitespacesAndNewlines)
         if t.isEmpty || t.hasPrefix("#") { continue }
         guard let v = Double(t), !v.isNaN else {

@@ -56,10 +56,14 @@ public func runEvaluateJob(_ options: EvaluateOptions, comm: Communicator, log: 
     var (config, yaml) = try RunConfig.load(path: options.configPath, overrides: options.overrides)
     if !options.ood.isEmpty { config.dataOOD = options.ood }
     let model = try ResNetModel(config.model)
-    do { try Checkpoints.load(weights: options.checkpoint, model: model, optimizer: nil) }
+    let file = try SafeTensorsFile(path: options.checkpoint)   // a damaged file is reported as such
+    do { try model.store.load(from: file) }
     catch {
         let m = config.model
         throw ConfigError("checkpoint \(options.checkpoint) does not match model \(m.arch) width \(m.width) / projector \(m.projectorHidden) -> \(m.projectionDim): \(error)")
+    }
+    if let bad = model.store.firstNonFinite() {
+        throw ConfigError("\(options.checkpoint): tensor '\(bad)' holds NaN or infinity: the checkpoint is unusable")
     }
     return try evaluateRun(model: model, config: config, configText: yaml, checkpoint: options.checkpoint,
                            outDir: options.outDir, comm: comm, log: log)

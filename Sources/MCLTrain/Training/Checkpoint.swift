@@ -141,7 +141,12 @@ public enum Checkpoints {
     /// Loads weights, BN statistics and (when present) momentum buffers; a tensor holding NaN or
     /// infinity is refused, naming it and the file.
     public static func load(weights: String, model: ResNetModel, optimizer: SGD?) throws {
-        let f = try SafeTensorsFile(path: weights)
+        try load(try SafeTensorsFile(path: weights), model: model, optimizer: optimizer)
+    }
+
+    /// `load(weights:model:optimizer:)` from an opened (and so already checked) file.
+    public static func load(_ f: SafeTensorsFile, model: ResNetModel, optimizer: SGD?) throws {
+        let weights = f.path
         try model.store.load(from: f)
         if let bad = model.store.firstNonFinite() {
             throw SafeTensorsError("\(weights): tensor '\(bad)' holds NaN or infinity: the checkpoint is unusable")
