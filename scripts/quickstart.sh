@@ -15,7 +15,10 @@ RANKS=${RANKS:-2}
 CORES=$(nproc)
 THREADS=$(( CORES / RANKS > 0 ? CORES / RANKS : 1 ))
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Run again, it starts over (the earlier run is kept in runs/quickstart/superseded-<time>/);
+# extra arguments (e.g. --resume auto) replace that.
+ARGS=("$@"); [ $# -eq 0 ] && ARGS=(--fresh)
 start=$(date +%s)
 mpirun -np "$RANKS" --oversubscribe --bind-to none -x MCL_THREADS=$THREADS -x OPENBLAS_NUM_THREADS=1 \
-  $BIN train --config configs/quickstart.yaml --out runs/quickstart "$@"
+  $BIN train --config configs/quickstart.yaml --out runs/quickstart "${ARGS[@]}"
 echo "quickstart: done in $(( $(date +%s) - start )) s; report: runs/quickstart/eval/report.md, figures: runs/quickstart/eval/*.png"
