@@ -379,6 +379,25 @@ public enum AtomicFile {
         syncFolder(dir)
     }
 
+    /// Creates a folder (and its parents) for output, with an error naming it and the reason
+    /// ("is a file", "Permission denied") instead of Foundation's error codes.
+    public static func makeFolder(_ path: String, for what: String) throws {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
+            if isDir.boolValue { return }
+            throw MCLError("\(what) \(path): is a file, not a folder")
+        }
+        if mkdir(path, 0o755) == 0 || errno == EEXIST { return }
+        if errno == ENOENT {
+            let parent = (path as NSString).deletingLastPathComponent
+            if !parent.isEmpty && parent != path {
+                try makeFolder(parent, for: what)
+                if mkdir(path, 0o755) == 0 || errno == EEXIST { return }
+            }
+        }
+        throw MCLError("\(what) \(path): cannot create the folder: \(String(cString: strerror(errno)))")
+    }
+
     /// fsyncs a folder (after a rename in it); a file system that cannot is left as it is.
     public static func syncFolder(_ dir: String) {
         let d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

@@ -111,7 +111,7 @@ public struct EvalReport: Codable, Sendable, Equatable {
 
     /// Writes `report.md` and `report.json` into `directory` (created if needed), each atomically.
     public func write(directory: String) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try AtomicFile.makeFolder(directory, for: "report folder")
         try AtomicFile.write(Data(markdown().utf8), to: directory + "/report.md")
         try AtomicFile.write(jsonData(), to: directory + "/report.json")
     }

@@ -48,11 +48,16 @@ OUTPUT (stdout; progress goes sparsely to stderr)
   Per format exactly one line starting with "fuzz ", then indented detail lines:
     fuzz <format> ok tried 150 clean-errors 120 accepted 30 crashes 0 hangs 0 partial 0 (12.3 s)
     fuzz <format> FAIL tried 150 clean-errors 118 accepted 30 crashes 2 hangs 0 partial 0 (12.3 s)
-      crash: WORK/failures/<format>-<n>.<ext>: exit 132: <most telling stderr line>
+      crash: WORK/failures/<format>-<n>.<ext>: exit 132 (killed by SIGILL): <most telling stderr line> [at File.swift:L]
         mutation: <what was done to the seed>
         repro: (cd WORK/failures/<format>-<n> && ... mcl-dist ...)
+        (3 more like it: <format>-4.<ext>, ...)
   and finally
     fuzz-total tried N clean-errors .. accepted .. crashes .. hangs .. partial .. wall S s
+  The detail lines show the first failure of each distinct kind (kind + the first project source
+  location of the Swift backtrace, or the message with its numbers blanked), at most 5 kinds.
+  A signal death is shown as its shell exit status 128 + N. "note:" lines report a seed that was
+  not accepted, and a run cut at the end of the budget. With -v, one stderr line per input.
   Exit status: 0 iff no failures (2 for a setup error, e.g. a seed that cannot be made).
   Every failing input is saved as WORK/failures/<format>-<n>.<ext> (the mutated file) and
   WORK/failures/<format>-<n>/ (the whole case folder, pristine inputs, plus _stdout.log /
@@ -60,7 +65,7 @@ OUTPUT (stdout; progress goes sparsely to stderr)
 
 FORMATS, SEEDS AND COMMANDS (seeds are made in WORK/seeds at start-up)
   idx        Fashion-MNIST IDX pair (first 64 t10k images from /usr/share/datasets/fashion-mnist,
-             uncompressed, x-images-idx3-ubyte / x-labels-idx1-ubyte; a committed copy is used when
+             uncompressed, x-images-idx3-ubyte / x-labels-idx1-ubyte; synthetic 28x28 images when
              that folder is absent). Header fields (images 0,4,8,12; labels 0,4), label bytes,
              gzip-compressed and corrupt gzip variants, missing labels file.
              `mcl-dist data prepare in/x-images-idx3-ubyte --out out/o.mcld`
@@ -70,8 +75,8 @@ FORMATS, SEEDS AND COMMANDS (seeds are made in WORK/seeds at start-up)
              SOF/DQT/DHT/SOS fields and lengths, marker types, segment removal/duplication,
              truncation and bit flips inside the scan, RST markers.
              `mcl-dist data prepare in --out out/o.mcld` (in/ holds only img.jpg)
-  png        PNGs written here: 32x32 RGB, 40x24 gray, 28x28 4-bit palette + tRNS, 32x32 RGBA
-             16-bit Adam7. IHDR fields, chunk lengths, CRCs (recomputed 3/4 of the time so the
+  png        PNGs written here: 32x32 RGB, 28x28 gray, 40x24 gray (refused: not 32x32), 28x28
+             4-bit palette + tRNS, 32x32 RGBA 16-bit Adam7. IHDR fields, chunk lengths, CRCs (recomputed 3/4 of the time so the
              mutation reaches the decoder), filter bytes, IDAT truncation/splitting, zlib damage.
              `mcl-dist data prepare in --out out/o.mcld` (in/ holds only img.png)
   mcld       `mcl-dist data prepare` of the idx seed (64 images of [3,32,32]). Header fields
@@ -438,7 +443,7 @@ def classify(case, res, d):
             name = signal.Signals(-rc).name
         except ValueError:
             name = "signal %d" % -rc
-        return "crash", "killed by %s: %s%s" % (name, telling_line(res.stderr), crash_site(res.stderr))
+        return "crash", "exit %d (killed by %s): %s%s" % (128 - rc, name, telling_line(res.stderr), crash_site(res.stderr))
     if rc >= 126:
         return "crash", "exit %d: %s%s" % (rc, telling_line(res.stderr), crash_site(res.stderr))
     if rc == 0:
@@ -467,6 +472,13 @@ def classify(case, res, d):
     if problems:
         return "partial", "exit %d: %s (%s)" % (rc, "; ".join(problems), telling_line(res.stderr)[:160])
     return "clean", ""
+
+
+def failure_signature(kind, detail):
+    m = re.search(r"\[at [^\]]+\]", detail)
+    if m:
+        return kind + " " + m.group(0)
+    return kind + " " + re.sub(r"\d+", "#", detail)[:120]
 
 
 FAIL_KINDS = {"crash": "crashes", "no-message": "crashes", "long-message": "crashes",
@@ -563,7 +575,8 @@ def make_cifar_seed():
 
 
 def make_idx_seed():
-    """(images, labels) bytes: the first 64 Fashion-MNIST t10k images, or the committed copy."""
+    """(images, labels) bytes: the first 64 Fashion-MNIST t10k images (Debian package
+    dataset-fashion-mnist, installed by scripts/setup.sh), or 64 synthetic 28x28 images."""
     n = 64
     ip = os.path.join(FMNIST, "t10k-images-idx3-ubyte.gz")
     lp = os.path.join(FMNIST, "t10k-labels-idx1-ubyte.gz")
@@ -572,18 +585,13 @@ def make_idx_seed():
             im = f.read(16 + n * 784)
         with gzip.open(lp) as f:
             lb = f.read(8 + n)
-        images = struct.pack(">IIII", 0x803, n, 28, 28) + im[16:16 + n * 784]
-        labels = struct.pack(">II", 0x801, n) + lb[8:8 + n]
-        return images, labels
-    ci = os.path.join(COMMITTED_SEEDS, "x-images-idx3-ubyte.gz")
-    cl = os.path.join(COMMITTED_SEEDS, "x-labels-idx1-ubyte.gz")
-    if os.path.exists(ci) and os.path.exists(cl):
-        with gzip.open(ci) as f:
-            images = f.read()
-        with gzip.open(cl) as f:
-            labels = f.read()
-        return images, labels
-    raise SystemExit("fuzz: no Fashion-MNIST at %s and no committed IDX seed in %s" % (FMNIST, COMMITTED_SEEDS))
+        body, labels = im[16:16 + n * 784], lb[8:8 + n]
+    else:
+        print("fuzz: %s not found, using synthetic IDX images" % FMNIST, file=sys.stderr)
+        body = bytes(((x * (i % 7 + 1) + y * (i % 5 + 1)) * 3) & 255 if 4 <= x < 24 else 0
+                     for i in range(n) for y in range(28) for x in range(28))
+        labels = bytes(i % 10 for i in range(n))
+    return struct.pack(">IIII", 0x803, n, 28, 28) + body, struct.pack(">II", 0x801, n) + labels
 
 
 def jpeg_seeds():
@@ -2103,12 +2111,21 @@ def main():
         print("fuzz %s %s tried %d clean-errors %d accepted %d crashes %d hangs %d partial %d (%.1f s)" % (
             fmt, "FAIL" if nfail else "ok", counts["tried"], counts["clean"], counts["accepted"], counts["crashes"],
             counts["hangs"], counts["partial"], secs))
-        for kind, ff, detail, desc, rep in failures[:5]:
+        # The first failure of each distinct kind (kind + crash site, or the message with the
+        # numbers blanked), at most 5 of them, with how many more failed the same way.
+        groups = {}
+        for f in failures:
+            groups.setdefault(failure_signature(f[0], f[2]), []).append(f)
+        for sig, fs in list(groups.items())[:5]:
+            kind, ff, detail, desc, rep = fs[0]
             print("  %s: %s: %s" % (kind, ff, detail))
             print("    mutation: %s" % desc[:300])
             print("    repro: %s" % rep)
-        if len(failures) > 5:
-            print("  ... %d more failure(s) in %s" % (len(failures) - 5, os.path.join(fail_dir, "INDEX.txt")))
+            if len(fs) > 1:
+                print("    (%d more like it: %s)" % (len(fs) - 1, ", ".join(os.path.basename(x[1]) for x in fs[1:6])
+                                                    + (", ..." if len(fs) > 6 else "")))
+        if len(groups) > 5:
+            print("  ... %d more kinds of failure in %s" % (len(groups) - 5, os.path.join(fail_dir, "INDEX.txt")))
         for nt in notes:
             print("  " + nt[:400])
         if cut:

@@ -29,7 +29,7 @@ public func evaluateRun(model: ResNetModel, config: RunConfig, configText: Strin
     try train.requireShape(ResNetModel.inputShape, for: "data.train")
     try test.requireShape(ResNetModel.inputShape, for: "data.test")
     for o in ood { try o.data.requireShape(ResNetModel.inputShape, for: "data.ood.\(o.name)") }
-    if comm.isRoot { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) }
+    if comm.isRoot { try AtomicFile.makeFolder(outDir, for: "--out") }
     comm.watch(phase: "evaluation", timeout: StallDeadline(configured: config.stallTimeout).evaluation)
     return try runEvaluation(model: model, comm: comm, train: train, test: test, ood: ood, options: EvalOptions(config: config),
                              outDir: outDir, checkpoint: checkpoint, configText: configText, log: log)

@@ -18,13 +18,7 @@ public final class RunDirectory {
     /// Creates the directory if needed and takes its lock; `log` hears of a stale lock.
     public init(claiming path: String, log: (String) -> Void) throws {
         self.path = path
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue {
-            throw MCLError("--out \(path): is a file, not a folder")
-        }
-        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw MCLError("--out \(path): cannot create the run folder: \(error.localizedDescription)")
-        }
+        try AtomicFile.makeFolder(path, for: "--out")
         let lockPath = path + "/" + RunDirectory.lockName
         let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         if fd < 0 { throw MCLError("\(lockPath): cannot open the run's lock file: \(String(cString: strerror(errno)))") }
