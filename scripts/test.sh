@@ -6,7 +6,8 @@
 #      then, when ../shared/golden exists and MCL_GOLDEN_DIR is unset, the golden tests again on it;
 #   3. the multi-rank MPI checks under mpirun -np 1, 2 and 4 (oversubscribed);
 #   4. a failing rank ends the whole job;
-#   5. the training-job checks (scripts/test-train-job.sh) and the fault checks (scripts/test-faults.sh);
+#   5. the training-job checks (scripts/test-train-job.sh), the fault checks (scripts/test-faults.sh)
+#      and the fuzzer (Tests/fuzz/fuzz.py: a bounded, seeded run over every input format);
 #   6. several hosts: network namespaces as hosts, MPI over TCP (cluster/test/netns-multihost.sh);
 #   7. Slurm: munge, slurmctld and slurmd started here run the sbatch scripts (cluster/test/slurm-local.sh).
 # The last line is the tally of test cases: "N passed, M failed, K skipped", where a case is an
@@ -130,6 +131,9 @@ check_lines train-job env MCL_GOLDEN_DIR="$GOLDEN" bash scripts/test-train-job.s
 
 echo "== faults and hostile input: resume safety, run-folder lock, full disk, corrupt and non-finite checkpoints"
 check_lines fault bash scripts/test-faults.sh "$BIN_DIR/mcl-dist"
+
+echo "== fuzzer: mutated files of every input format fed to the command that reads it (Tests/fuzz/fuzz.py, seed 1)"
+check_lines fuzz python3 Tests/fuzz/fuzz.py --bin "$BIN_DIR/mcl-dist" --seed 1 --seconds 150
 
 echo "== several hosts: 2 network namespaces x 2 ranks over TCP vs 1 host x 4 ranks"
 check_lines multihost bash cluster/test/netns-multihost.sh "$BIN_DIR/mcl-dist"

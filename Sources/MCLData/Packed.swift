@@ -203,8 +203,13 @@ public final class PackedDataset: @unchecked Sendable {
         self.labels = labels
         self.classNames = names
         self.countsPerClass = PackedDataset.counts(labels, k)
-        self.mean = (0..<3).map { Double(bitPattern: get(56 + 8 * $0, UInt64.self)) }
-        self.std = (0..<3).map { Double(bitPattern: get(80 + 8 * $0, UInt64.self)) }
+        let mean = (0..<3).map { Double(bitPattern: get(56 + 8 * $0, UInt64.self)) }
+        let std = (0..<3).map { Double(bitPattern: get(80 + 8 * $0, UInt64.self)) }
+        guard (mean + std).allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 1 }) else {
+            throw fail("corrupt header: per-channel mean \(mean) / std \(std) (bytes 56-103) must lie in [0, 1]")
+        }
+        self.mean = mean
+        self.std = std
         self.images = (p + header).assumingMemoryBound(to: UInt8.self)
         self.mapping = m
         self.mappingSize = size

@@ -26,8 +26,11 @@ public func readScoreFile(_ path: String) throws -> [Double] {
     for (k, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
         let t = line.trimmingCharacters(in: .whitespacesAndNewlines)
         if t.isEmpty || t.hasPrefix("#") { continue }
-        guard let v = Double(t), !v.isNaN else {
-            throw EvalError("\(path): line \(k + 1): '\(t.prefix(40))' is not a number")
+        // Only the characters of a number: Double("2\u{0}7") would read 2 and ignore the rest.
+        let numeric = t.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "+-.".unicodeScalars.contains($0)) }
+        guard numeric, let v = Double(t), !v.isNaN else {
+            let shown = String(t.prefix(40).unicodeScalars.map { $0.isASCII && $0.value >= 0x20 && $0.value < 0x7f ? Character($0) : "?" })
+            throw EvalError("\(path): line \(k + 1): '\(shown)' is not a number")
         }
         out.append(v)
     }
