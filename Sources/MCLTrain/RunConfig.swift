@@ -37,6 +37,9 @@ public struct RunConfig: Sendable {
     public var ridge = 1e-6
     public var evalTrainLimit = 0
     public var evalTestLimit = 0
+    /// Training images held out of the Gaussians' fit to set the detector's threshold.
+    public var calibrationFraction = 0.1
+    public var targetTPR = 0.95
     /// Seconds a collective may wait for the other ranks before the job is ended; 0 = adaptive
     /// (`StallDeadline`). Not part of the training hash: changing it never blocks a resume.
     public var stallTimeout = 0.0
@@ -52,7 +55,8 @@ public struct RunConfig: Sendable {
         "loss": ["kind", "spa", "tau", "alpha", "beta", "spa_weight", "similarity_floor"],
         "train": ["batch_size", "epochs", "max_steps", "lr", "seed", "micro_batch", "checkpoint_every",
                   "keep_checkpoints", "deterministic", "momentum", "weight_decay"],
-        "eval": ["sei_ways", "aggregations", "feature", "after_train", "ridge", "train_limit", "test_limit"],
+        "eval": ["sei_ways", "aggregations", "feature", "after_train", "ridge", "train_limit", "test_limit",
+                 "calibration_fraction", "target_tpr"],
         "job": ["stall_timeout"],
     ]
 
@@ -208,6 +212,8 @@ public struct RunConfig: Sendable {
         case "eval.ridge": ridge = try RunConfig.double(key, v, in: 0...1e6)
         case "eval.train_limit": evalTrainLimit = try RunConfig.int(key, v)
         case "eval.test_limit": evalTestLimit = try RunConfig.int(key, v)
+        case "eval.calibration_fraction": calibrationFraction = try RunConfig.double(key, v, in: 0...0.5)
+        case "eval.target_tpr": targetTPR = try RunConfig.double(key, v, positive: true, below: 1)
         case "job.stall_timeout": stallTimeout = try RunConfig.double(key, v)
         default: throw ConfigError("unknown key '\(key)'")
         }
@@ -251,7 +257,8 @@ public struct RunConfig: Sendable {
             ("eval", map([("sei_ways", list(seiWays.map(String.init))), ("aggregations", list(aggregations.map(\.rawValue))),
                           ("feature", scalar(feature.rawValue)), ("after_train", scalar("\(evalAfterTrain)")),
                           ("ridge", number(ridge)), ("train_limit", scalar("\(evalTrainLimit)")),
-                          ("test_limit", scalar("\(evalTestLimit)"))])),
+                          ("test_limit", scalar("\(evalTestLimit)")),
+                          ("calibration_fraction", number(calibrationFraction)), ("target_tpr", number(targetTPR))])),
             ("job", map([("stall_timeout", number(stallTimeout))])),
         ])
         // Serialising a document built here from strings cannot fail.

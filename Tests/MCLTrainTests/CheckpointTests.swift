@@ -61,8 +61,8 @@ final class CheckpointTests: XCTestCase {
         for (yaml, key) in [("train: {batch_size: -3}", "train.batch_size"), ("loss: {kind: nope}", "loss.kind"),
                             ("model: {arch: resnet50}", "model.arch"), ("eval: {sei_ways: [2]}", "eval.sei_ways"),
                             ("train: {epochs: many}", "train.epochs"), ("bogus: {a: 1}", "bogus"),
-                            ("model: {widht: 8}", "model.widht"), ("data: {rotations: 3}", "data.rotations")] {
-            XCTAssertThrowsError(try RunConfig.parse(yaml: base + yaml)) { e in
+                            ("model: {widht: 8}", "model.widht"), ("data: {train: x.mcld, rotations: 3}", "data.rotations")] {
+            XCTAssertThrowsError(try RunConfig.parse(yaml: yaml.hasPrefix("data:") ? yaml : base + yaml)) { e in
                 XCTAssertTrue("\(e)".contains(key), "\(yaml): \(e)")
             }
         }

@@ -38,6 +38,11 @@ public struct EvalOptions: Sendable {
     public var trainFlipped: Bool
     /// Name of the in-distribution set in the report; nil = the test file's base name.
     public var inDistributionName: String?
+    /// Fraction of the training images (every k-th of each class) kept out of the Gaussians' fit
+    /// and scored like test images, to set the detector's threshold; 0 = fit on all, no detector.
+    public var calibrationFraction: Double = 0
+    /// The true-positive rate the detector's threshold keeps on those held-out images.
+    public var targetTPR: Double = 0.95
 
     public init(seiWays: [Int] = [1, 4, 8], aggregations: [Aggregation] = Aggregation.allCases,
                 feature: EvalFeature = .projection, rotations: Int = 4, ridge: Double = 1e-6,
@@ -77,5 +82,7 @@ public struct EvalOptions: Sendable {
         guard batch >= 1 else { throw EvalError("evaluation: batch must be at least 1, got \(batch)") }
         if let l = trainLimit, l < 1 { throw EvalError("evaluation: train limit must be at least 1, got \(l)") }
         if let l = testLimit, l < 1 { throw EvalError("evaluation: test limit must be at least 1, got \(l)") }
+        guard calibrationFraction >= 0, calibrationFraction <= 0.5 else { throw EvalError("evaluation: calibration fraction must lie in [0, 0.5], got \(calibrationFraction)") }
+        guard targetTPR > 0, targetTPR < 1 else { throw EvalError("evaluation: target TPR must lie in (0, 1), got \(targetTPR)") }
     }
 }

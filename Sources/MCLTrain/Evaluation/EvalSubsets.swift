@@ -43,3 +43,19 @@ public func evalSubset(labels: [Int32], limit: Int?) -> [Int] {
 public func evalSubset(count: Int, limit: Int?) -> [Int] {
     evalSubset(labels: [Int32](repeating: -1, count: count), limit: limit)
 }
+
+/// Splits evaluated training images into those the Gaussians are fitted to and the held-out ones
+/// the detector's threshold is set on: in each class, every k-th image in file order, k =
+/// round(1 / fraction) (10% -> every 10th), so both parts keep every class. fraction 0: none held out.
+public func calibrationSplit(indices: [Int], labels: [Int32], fraction: Double) -> (fit: [Int], heldOut: [Int]) {
+    guard fraction > 0 else { return (indices, []) }
+    let k = max(2, Int((1 / fraction).rounded()))
+    var seen: [Int32: Int] = [:]
+    var fit: [Int] = [], held: [Int] = []
+    for i in indices {
+        let n = seen[labels[i], default: 0]
+        seen[labels[i]] = n + 1
+        if n % k == k - 1 { held.append(i) } else { fit.append(i) }
+    }
+    return (fit, held)
+}

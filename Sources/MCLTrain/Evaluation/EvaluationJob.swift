@@ -15,6 +15,8 @@ extension EvalOptions {
                   rotations: config.rotations, ridge: config.ridge,
                   trainLimit: config.evalTrainLimit > 0 ? config.evalTrainLimit : nil,
                   testLimit: config.evalTestLimit > 0 ? config.evalTestLimit : nil)
+        calibrationFraction = config.calibrationFraction
+        targetTPR = config.targetTPR
     }
 }
 

@@ -87,8 +87,9 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
         return all
     }
 
-    // Training set at every rotation.
-    let trainIdx = evalSubset(labels: train.labels, limit: options.trainLimit)
+    // Training set at every rotation (without the images held out for the detector's threshold).
+    let evaluatedTrain = evalSubset(labels: train.labels, limit: options.trainLimit)
+    let (trainIdx, heldIdx) = calibrationSplit(indices: evaluatedTrain, labels: train.labels, fraction: options.calibrationFraction)
     let trainMine = evalShard(count: trainIdx.count, rank: rank, size: size)
     say("eval: \(kind.rawValue) features (dim \(dim)), R = \(R), SEI ways \(options.ways.map(String.init).joined(separator: ",")) from \(V)-view encodings, \(size) rank(s), batch \(options.batch)")
     let trainFeatures = timed("training set \(train.path)", images: trainIdx.count, views: R * F) {
@@ -96,8 +97,8 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
                                flipped: options.trainFlipped, kind: kind, batch: options.batch)
     }
     // Test and OOD sets under the SEI views.
-    func encodeSet(_ what: String, _ d: PackedDataset) -> ViewFeatures {
-        let idx = evalSubset(labels: d.labels, limit: options.testLimit)
+    func encodeSet(_ what: String, _ d: PackedDataset, _ idx: [Int]? = nil) -> ViewFeatures {
+        let idx = idx ?? evalSubset(labels: d.labels, limit: options.testLimit)
         let mine = evalShard(count: idx.count, rank: rank, size: size)
         let f = timed(what, images: idx.count, views: V) {
             encodeViewFeatures(model: model, dataset: d, indices: idx[mine], ways: V, kind: kind, batch: options.batch)
@@ -107,6 +108,7 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
     let testIdx = evalSubset(labels: test.labels, limit: options.testLimit)
     let testViews = encodeSet("test set \(test.path)", test)
     let oodViews = ood.map { (name: $0.name, views: encodeSet("OOD set '\($0.name)' \($0.data.path)", $0.data)) }
+    let heldViews = heldIdx.isEmpty ? nil : encodeSet("\(heldIdx.count) held-out training images (detector threshold)", train, heldIdx)
 
     var report: EvalReport? = nil
     var failure = ""
@@ -150,7 +152,19 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
             for w in outcome.warnings { say("eval: warning: \(w)") }
             say("eval: default row \(outcome.defaultResult.row.label)")
             if let outDir {
-                let files = try writeEvalOutputs(outcome, report: r, directory: outDir)
+                var files = try writeEvalOutputs(outcome, report: r, directory: outDir)
+                if let heldViews {
+                    if FileManager.default.fileExists(atPath: checkpoint) {
+                        let detector = try fitDetector(outcome, heldOut: heldViews, options: options, checkpoint: checkpoint,
+                                                       configText: configText, classNames: train.classNames)
+                        let path = outDir + "/detector.safetensors"
+                        try detector.write(to: path)
+                        files += [path, Detector.jsonPath(path)]
+                        say(detectorSummary(detector, path: path))
+                    } else {
+                        say("eval: no detector written: the checkpoint \(checkpoint) is not a file")
+                    }
+                }
                 say("eval: wrote \(files.count) files to \(outDir)")
             }
             report = r
@@ -164,4 +178,39 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
     if let caught { throw caught }
     if !status.isEmpty { throw EvalError("rank 0: \(status)") }
     return report
+}
+
+/// The detector of an evaluation: its Gaussians and default SEI row (way, aggregation), and the
+/// threshold keeping `options.targetTPR` of the held-out training images (scored like test
+/// images); what that threshold gives on the test set and each OOD set is kept in `measured`.
+func fitDetector(_ outcome: EvalOutcome, heldOut: ViewFeatures, options: EvalOptions, checkpoint: String,
+                 configText: String, classNames: [String]) throws -> Detector {
+    let row = outcome.defaultResult.row
+    let g = outcome.gaussians
+    guard let keep = seiViewSubset(way: row.views, available: heldOut.views) else {
+        throw EvalError("detector: the held-out features have \(heldOut.views) views, \(row.views)-way SEI needs others")
+    }
+    let all = seiDistances(gaussians: g, testViews: heldOut.features, tests: heldOut.count, views: heldOut.views)
+    let D = selectViews(all, tests: heldOut.count, views: heldOut.views, classes: g.numMain, keep: keep)
+    let aggregation = Aggregation(rawValue: row.aggregation) ?? .avg   // 1-way ("none"): every rule gives -D
+    let held = seiScores(distances: D, tests: heldOut.count, views: row.views, classes: g.numMain, aggregation: aggregation)
+    let (t, kept) = try Detector.threshold(scores: held.score, tpr: options.targetTPR)
+    func fractionIn(_ s: [Double]) -> Double { Double(s.filter { $0 >= t }.count) / Double(max(1, s.count)) }
+    var measured = ["test_tpr": fractionIn(outcome.defaultResult.inScore)]
+    for (name, scores) in zip(outcome.oodNames, outcome.defaultResult.oodScores) { measured["ood_in_fraction." + name] = fractionIn(scores) }
+    return Detector(gaussians: g, classNames: classNames, feature: options.feature.rawValue, way: row.views,
+                    aggregation: aggregation, threshold: t, targetTPR: options.targetTPR, calibrationImages: heldOut.count,
+                    calibrationTPR: kept, checkpointFingerprint: try fingerprintFile(checkpoint), checkpoint: checkpoint,
+                    config: configText, measured: measured)
+}
+
+/// One log line on a written detector.
+func detectorSummary(_ d: Detector, path: String) -> String {
+    var s = String(format: "eval: detector %@: %d-way %@, threshold %.6g keeps %.2f%% of %d held-out training images (target %.0f%%); test set %.2f%% in",
+                   path, d.way, d.aggregation.rawValue, d.threshold, 100 * d.calibrationTPR, d.calibrationImages,
+                   100 * d.targetTPR, 100 * (d.measured["test_tpr"] ?? .nan))
+    for (k, v) in d.measured.sorted(by: { $0.key < $1.key }) where k.hasPrefix("ood_in_fraction.") {
+        s += String(format: ", OOD '%@' %.2f%% in", String(k.dropFirst("ood_in_fraction.".count)), 100 * v)
+    }
+    return s
 }
