@@ -18,7 +18,7 @@ struct MCLDist: ParsableCommand {
           mcl-dist evaluate --config configs/paper-resnet34.yaml --checkpoint runs/r34/checkpoints/step-00400000.safetensors --out runs/r34/eval
         """,
         version: mclVersion,
-        subcommands: [InfoCommand.self, TrainCommand.self, EvaluateCommand.self, DetectCommand.self, DataCommand.self, CheckpointCommand.self, MetricsCommand.self,
+        subcommands: [InfoCommand.self, TrainCommand.self, EvaluateCommand.self, DetectCommand.self, EmbedCommand.self, DataCommand.self, CheckpointCommand.self, MetricsCommand.self,
                       BenchCommand.self, PlanCommand.self, PlotLossCommand.self])
 }
 
