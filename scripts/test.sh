@@ -7,7 +7,7 @@
 #   3. the multi-rank MPI checks under mpirun -np 1, 2 and 4 (oversubscribed);
 #   4. a failing rank ends the whole job;
 #   5. the training-job checks (scripts/test-train-job.sh), the fault checks (scripts/test-faults.sh)
-#      and the fuzzer (Tests/fuzz/fuzz.py: a bounded, seeded run over every input format);
+#      the detector checks (scripts/test-detect.sh) and the fuzzer (Tests/fuzz/fuzz.py: a bounded, seeded run over every input format);
 #   6. several hosts: network namespaces as hosts, MPI over TCP (cluster/test/netns-multihost.sh);
 #   7. Slurm: munge, slurmctld and slurmd started here run the sbatch scripts (cluster/test/slurm-local.sh).
 # The last line is the tally of test cases: "N passed, M failed, K skipped", where a case is an
@@ -131,6 +131,9 @@ check_lines train-job env MCL_GOLDEN_DIR="$GOLDEN" bash scripts/test-train-job.s
 
 echo "== faults and hostile input: resume safety, run-folder lock, full disk, corrupt and non-finite checkpoints"
 check_lines fault bash scripts/test-faults.sh "$BIN_DIR/mcl-dist"
+
+echo "== detector: evaluate's detector, detect (scores, ranks, image sizes, bad input), embed"
+check_lines detect bash scripts/test-detect.sh "$BIN_DIR/mcl-dist"
 
 echo "== fuzzer: mutated files of every input format fed to the command that reads it (Tests/fuzz/fuzz.py, seed 1)"
 check_lines fuzz python3 Tests/fuzz/fuzz.py --bin "$BIN_DIR/mcl-dist" --seed 1 --seconds 150

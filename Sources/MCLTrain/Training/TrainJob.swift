@@ -106,6 +106,11 @@ public final class TrainJob {
         metrics.close()
         try finishTraining(run, steps: run.totalSteps - start, seconds: ProcessStats.now() - t0)
         if run.config.evalAfterTrain && !run.config.dataTest.isEmpty {
+            // With per-rank BatchNorm every rank holds its own running statistics; evaluate the
+            // model the checkpoint holds (rank 0's), so that the report and the detector do not
+            // depend on the number of ranks and `detect` with the checkpoint gives the same scores.
+            let store = run.model.store
+            if comm.size > 1 && store.statCount > 0 { comm.broadcast(store.state.ptr, count: store.statCount, root: 0) }
             let report = try evaluateRun(model: run.model, config: run.config, configText: run.resolvedYAML,
                                          checkpoint: lastCheckpoint ?? "(in memory)", outDir: run.outDir + "/eval",
                                          comm: comm, log: log)
