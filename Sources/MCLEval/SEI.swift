@@ -134,6 +134,8 @@ public struct SEIResult: Sendable {
     public var inScore: [Double]
     /// Scores of each OOD set, in the order of `row.ood`.
     public var oodScores: [[Double]]
+    /// The class each OOD image is taken for, per OOD set.
+    public var oodPred: [[Int]] = []
 }
 
 /// Evaluates every requested SEI way x aggregation from test view features.
@@ -172,16 +174,17 @@ public func evaluateSEI(gaussians: ClassGaussians, inDistribution: ViewFeatures,
         let oodD = zip(ood, dOod).map { selectViews($1, tests: $0.views.count, views: V, classes: C, keep: keep) }
         for agg in (way == 1 ? [Aggregation.avg] : aggregations) {
             let (pred, score) = seiScores(distances: inD, tests: inDistribution.count, views: way, classes: C, aggregation: agg)
-            var oodScores: [[Double]] = []
+            var oodScores: [[Double]] = [], oodPred: [[Int]] = []
             var entries: [OODEntry] = []
             for (k, set) in ood.enumerated() {
-                let s = seiScores(distances: oodD[k], tests: set.views.count, views: way, classes: C, aggregation: agg).score
+                let (p, s) = seiScores(distances: oodD[k], tests: set.views.count, views: way, classes: C, aggregation: agg)
                 oodScores.append(s)
+                oodPred.append(p)
                 entries.append(OODEntry(name: set.name, metrics: oodMetrics(inScores: score, oodScores: s)))
             }
             let row = EvalRow(views: way, aggregation: way == 1 ? "none" : agg.rawValue,
                               accuracy: accuracy(pred: pred, labels: inLabels), ood: entries)
-            results.append(SEIResult(row: row, inPred: pred, inScore: score, oodScores: oodScores))
+            results.append(SEIResult(row: row, inPred: pred, inScore: score, oodScores: oodScores, oodPred: oodPred))
         }
     }
     return results

@@ -71,3 +71,58 @@ func uniqueFileNames(_ names: [String]) -> [String] {
         return cand
     }
 }
+
+/// Chooses and draws the decision gallery (`gallery.png`, the paper's Figure 4) of an outcome:
+/// the OOD images the default row scores most in-distribution (over all OOD sets) and the
+/// in-distribution test images it misclassifies with the highest scores, `perSection` each, every
+/// one with its `neighbours` nearest training images by cosine similarity of the features the
+/// Gaussians use (view 0: the image as is; training images at rotation 0).
+/// `trainFeatures` are the fitted rows (image, rotation[, flip]) of `trainIdx`, `rowsPerImage`
+/// rows per image.
+func writeGallery(_ outcome: EvalOutcome, train: PackedDataset, trainIdx: [Int], trainFeatures: [Float], rowsPerImage: Int,
+                  test: PackedDataset, testIdx: [Int], testViews: ViewFeatures,
+                  ood: [(name: String, data: PackedDataset, idx: [Int], views: ViewFeatures)],
+                  classNames: [String], path: String, perSection: Int = 6, neighbours: Int = 5) throws {
+    let d = testViews.dim
+    func unit(_ p: UnsafePointer<Float>) -> [Float] {
+        var s: Float = 0
+        for j in 0..<d { s += p[j] * p[j] }
+        let inv = 1 / max(s.squareRoot(), 1e-12)
+        return (0..<d).map { p[$0] * inv }
+    }
+    let bank: [[Float]] = trainFeatures.withUnsafeBufferPointer { tp in
+        (0..<trainIdx.count).map { unit(tp.baseAddress! + $0 * rowsPerImage * d) }
+    }
+    func nearest(_ v: ViewFeatures, _ i: Int) -> [(image: [UInt8], caption: String)] {
+        let q = v.features.withUnsafeBufferPointer { unit($0.baseAddress! + i * v.views * d) }
+        let sims = bank.map { b in zip(b, q).reduce(Float(0)) { $0 + $1.0 * $1.1 } }
+        let top = sims.indices.sorted { sims[$0] > sims[$1] }.prefix(neighbours)
+        return top.map { k in
+            let img = Array(train.image(trainIdx[k]))
+            return (img, "\(classNames[Int(train.labels[trainIdx[k]])]) \(String(format: "%.3f", sims[k]))")
+        }
+    }
+    let r = outcome.defaultResult
+    var oodEntries: [(score: Double, entry: GalleryEntry)] = []
+    for (k, o) in ood.enumerated() {
+        let scores = r.oodScores[k]
+        // The OOD images of this set scored highest: candidates for the section's top overall.
+        for i in scores.indices.sorted(by: { scores[$0] > scores[$1] }).prefix(perSection) {
+            let e = GalleryEntry(image: Array(o.data.image(o.idx[i])),
+                                 caption: ["\(o.name) #\(o.idx[i])", "as \(classNames[r.oodPred[k][i]])", String(format: "score %.3g", scores[i])],
+                                 neighbours: nearest(o.views, i))
+            oodEntries.append((scores[i], e))
+        }
+    }
+    let wrong = r.inScore.indices.filter { r.inPred[$0] != outcome.testLabels[$0] }.sorted { r.inScore[$0] > r.inScore[$1] }
+    let inEntries = wrong.prefix(perSection).map { i in
+        GalleryEntry(image: Array(test.image(testIdx[i])),
+                     caption: ["\(classNames[outcome.testLabels[i]]) #\(testIdx[i])", "as \(classNames[r.inPred[i]])", String(format: "score %.3g", r.inScore[i])],
+                     neighbours: nearest(testViews, i))
+    }
+    let cv = galleryFigure(title: "What fools the detector (\(r.row.label) SEI; nearest training images by feature, cosine)",
+                           sections: [("OOD images scored most in-distribution", oodEntries.sorted { $0.score > $1.score }.prefix(perSection).map(\.entry)),
+                                      ("In-distribution images misclassified with the highest scores", Array(inEntries))],
+                           side: test.height)
+    try cv.writePNG(to: path)
+}

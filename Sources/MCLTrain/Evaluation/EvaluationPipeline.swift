@@ -165,6 +165,12 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
                         say("eval: no detector written: the checkpoint \(checkpoint) is not a file")
                     }
                 }
+                let galleryPath = outDir + "/gallery.png"
+                try writeGallery(outcome, train: train, trainIdx: trainIdx, trainFeatures: trainFeatures, rowsPerImage: R * F,
+                                 test: test, testIdx: testIdx, testViews: testViews,
+                                 ood: zip(ood, oodViews).map { ($0.name, $0.data, evalSubset(labels: $0.data.labels, limit: options.testLimit), $1.views) },
+                                 classNames: train.classNames, path: galleryPath)
+                files.append(galleryPath)
                 say("eval: wrote \(files.count) files to \(outDir)")
             }
             report = r
