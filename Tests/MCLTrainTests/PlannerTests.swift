@@ -92,3 +92,15 @@ final class PlannerMemoryTests: XCTestCase {
         }
     }
 }
+
+final class CalibrationSplitTests: XCTestCase {
+    /// 10%: every 10th image of each class in file order is held out; both parts keep every class.
+    func testEveryKthPerClass() {
+        let labels: [Int32] = (0..<60).map { Int32($0 % 3) }
+        let (fit, held) = calibrationSplit(indices: Array(0..<60), labels: labels, fraction: 0.1)
+        XCTAssertEqual(held, [27, 28, 29, 57, 58, 59])
+        XCTAssertEqual(fit.count, 54)
+        XCTAssertEqual(Set(fit).intersection(held).count, 0)
+        XCTAssertEqual(calibrationSplit(indices: [1, 2], labels: [0, 0, 0], fraction: 0).heldOut, [])
+    }
+}
