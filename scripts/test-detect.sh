@@ -43,6 +43,16 @@ if [ $rc -eq 0 ] && [ $crc -eq 0 ] && echo "$cmpout" | grep -q "difference| 0$";
   ok scores-equal-evaluate "$cmpout; $(grep -o 'detect: .*out' "$W/det.err")"
 else fail scores-equal-evaluate "exit $rc: $cmpout $(tail -1 "$W/det.err")"; fi
 
+# 1b. evaluate drew the decision gallery (a PNG of the stated layout).
+if python3 - "$W/run/eval/gallery.png" <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+assert b[:8] == b"\x89PNG\r\n\x1a\n" and b[12:16] == b"IHDR"
+w, h = struct.unpack(">II", b[16:24]); print("%dx%d" % (w, h)); sys.exit(0 if w > 500 and h > 600 else 1)
+PY
+then ok gallery "eval/gallery.png $(python3 -c "import struct,sys;b=open(sys.argv[1],'rb').read();print('%dx%d'%struct.unpack('>II',b[16:24]))" "$W/run/eval/gallery.png")"
+else fail gallery "no gallery.png of the expected size in $W/run/eval"; fi
+
 # 2. 1 rank and 2 ranks give byte-identical output; images of any size are taken.
 mkdir -p "$W/imgs/sub"
 python3 - "$W/imgs" <<'PY'

@@ -1,6 +1,7 @@
 import Foundation
 import MCLCore
 import MCLNet
+import MCLEval
 
 /// Where a run stands, saved next to the weights (JSON).
 public struct TrainState: Codable, Sendable, Equatable {
@@ -131,12 +132,7 @@ public enum Checkpoints {
 
     /// A fingerprint of a file's bytes (FNV-1a 64, hex), to check that every rank reads the same
     /// checkpoint.
-    public static func fingerprint(_ path: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: path) else { throw SafeTensorsError("\(path): cannot read") }
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        data.withUnsafeBytes { for b in $0 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 } }
-        return String(format: "%016llx", h)
-    }
+    public static func fingerprint(_ path: String) throws -> String { try fingerprintFile(path) }
 
     /// Loads weights, BN statistics and (when present) momentum buffers; a tensor holding NaN or
     /// infinity is refused, naming it and the file.
