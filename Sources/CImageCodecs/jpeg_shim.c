@@ -34,6 +34,9 @@ static void setup(struct jpeg_decompress_struct *cinfo, struct mcl_jpeg_error *e
     message[0] = 0;
 }
 
+/* Both entry points repeat the setjmp / create / source / header sequence on purpose: setjmp must
+ * be called in the frame that calls libjpeg (a longjmp into a frame that has returned is
+ * undefined), so it cannot move into a shared helper. */
 int mcl_jpeg_read_size(const unsigned char *data, size_t size, int *width, int *height, char *message) {
     struct jpeg_decompress_struct cinfo;
     struct mcl_jpeg_error err;
