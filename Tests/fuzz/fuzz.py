@@ -107,6 +107,11 @@ FORMATS, SEEDS AND COMMANDS (seeds are made in WORK/seeds at start-up)
              `mcl-dist plan --config cfg.yaml --ranks 2 --views-per-s 1000` (the throughput given,
              so that plan parses and estimates without a benchmark);
              1 in 10: `mcl-dist train --config cfg.yaml --out out/run --set train.max_steps=1`.
+  detector   detector.safetensors written by `evaluate` on the checkpoint seed (half the training
+             images held out). Unstructured mutations, header length, fields of the mcl_detector
+             JSON set to huge/negative/wrong-typed values or removed, a tensor value set to
+             NaN/Inf/1e308 with its checksum updated.
+             `mcl-dist detect --detector det.safetensors --checkpoint run/checkpoints/W img.png`
   scores     two files of 200 random floats. CRLF/CR, empty, NaN/inf spellings, non-numbers, huge
              lines, NUL, truncation mid-number, 10^6 lines, invalid UTF-8.
              `mcl-dist metrics --in in/a.txt --ood in/b.txt [--json]`
@@ -138,7 +143,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 COMMITTED_SEEDS = os.path.join(HERE, "seeds")
 FMNIST = "/usr/share/datasets/fashion-mnist"
 
-ALL_FORMATS = ["idx", "cifar", "jpeg", "png", "mcld", "checkpoint", "yaml", "scores"]
+ALL_FORMATS = ["idx", "cifar", "jpeg", "png", "mcld", "checkpoint", "detector", "yaml", "scores"]
 
 CRASH_MARKERS = ["Fatal error", "Illegal instruction", "Stack dump", "Segmentation fault",
                  "Current stack trace", "precondition", "Assertion failed", "arithmetic overflow",
@@ -1907,8 +1912,64 @@ class ScoresFormat(Format):
         return Case(self.name, "; ".join(desc), self.argv(rng), {"in/a.txt": a, "in/b.txt": b}, primary, "txt")
 
 
+
+# ---- detector (written by evaluate, read by detect) ----------------------------------------
+
+class DetectorFormat(Format):
+    """detector.safetensors: float64 means/cholesky/ridges, int64 counts, every other field as
+    JSON in the metadata key mcl_detector. Fed to `detect --detector FILE --checkpoint CK img.png`."""
+    name = "detector"
+    ext = "safetensors"
+
+    def files(self, data):
+        return {"run": ("tree", self.ctx.run_dir), "img.png": self.ctx.pngs[sorted(self.ctx.pngs)[0]],
+                "det.safetensors": data}
+
+    def argv(self):
+        return ["detect", "--detector", "det.safetensors", "--checkpoint", "run/checkpoints/" + self.ctx.weights_name, "img.png"]
+
+    def baselines(self):
+        return [Case(self.name, "seed", self.argv(), self.files(self.ctx.detector), "det.safetensors", "safetensors", timeout=SLOW_TIMEOUT)]
+
+    def case(self, rng, i):
+        b = self.ctx.detector
+        if rng.random() < 0.4:
+            nb, desc = unstructured(rng, b, None)
+        else:
+            n, pairs, data = st_split(b)
+            meta = pairs_get(pairs, "__metadata__")
+            det = json.loads(pairs_get(meta, "mcl_detector"))
+            op = rng.choice(["field", "field", "field", "drop", "value", "value", "len"])
+            if op == "len":
+                v = rng.choice([0, 7, n + 1, 2**31, 2**63 - 1, 2**64 - 1])
+                nb = bytearray(b); struct.pack_into("<Q", nb, 0, v); nb = bytes(nb)
+                desc = "header length -> %d" % v
+            elif op in ("field", "drop"):
+                key = rng.choice(sorted(det))
+                if op == "drop":
+                    del det[key]; desc = "mcl_detector: %s removed" % key
+                else:
+                    val = rng.choice([-1, 0, 2**31, 2**63 - 1, 1e308, -1e308, "x" * rng.choice([1, 300, 100000]), None, [], {},
+                                      ["a"] * rng.choice([1, 3, 100000]), 8, 5, "wavg", "backbone", True])
+                    det[key] = val; desc = "mcl_detector.%s = %s" % (key, repr(val)[:40])
+                meta = pairs_set(meta, "mcl_detector", json.dumps(det))
+                nb = st_join(pairs_set(pairs, "__metadata__", meta), data)
+            else:
+                # A value in a tensor changed with its checksum updated: only the value is wrong.
+                name = rng.choice(["means", "cholesky", "ridges"])
+                e = pairs_get(pairs, name)
+                s0, s1 = pairs_get(e, "data_offsets")
+                d = bytearray(data)
+                j = s0 + 8 * rng.randrange(max(1, (s1 - s0) // 8))
+                val = rng.choice([float("nan"), float("inf"), -float("inf"), 1e308, 0.0, -1.0])
+                struct.pack_into("<d", d, j, val)
+                meta = pairs_set(meta, "crc32:" + name, "%08x" % zlib.crc32(bytes(d[s0:s1])))
+                nb = st_join(pairs_set(pairs, "__metadata__", meta), bytes(d))
+                desc = "%s element = %r (checksum updated)" % (name, val)
+        return Case(self.name, desc, self.argv(), self.files(nb), "det.safetensors", "safetensors", timeout=SLOW_TIMEOUT)
+
 FORMAT_CLASSES = {c.name: c for c in [IdxFormat, CifarFormat, JpegFormat, PngFormat, McldFormat,
-                                       CheckpointFormat, YamlFormat, ScoresFormat]}
+                                       CheckpointFormat, DetectorFormat, YamlFormat, ScoresFormat]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1929,8 +1990,8 @@ def make_context(runner, work, formats):
     ctx = Context()
     sd = os.path.join(work, "seeds")
     os.makedirs(sd, exist_ok=True)
-    need_mcld = bool({"mcld", "checkpoint", "yaml"} & set(formats))
-    need_run = "checkpoint" in formats
+    need_mcld = bool({"mcld", "checkpoint", "detector", "yaml"} & set(formats))
+    need_run = bool({"checkpoint", "detector"} & set(formats))
     ctx.idx = make_idx_seed()
     write(os.path.join(sd, "idx", "x-images-idx3-ubyte"), ctx.idx[0])
     write(os.path.join(sd, "idx", "x-labels-idx1-ubyte"), ctx.idx[1])
@@ -1983,6 +2044,23 @@ def make_context(runner, work, formats):
             p = os.path.join(cd, n)
             if os.path.exists(p):
                 os.remove(p)
+    if "detector" in formats:
+        # evaluate the seed checkpoint on the seed data, half the training images held out for
+        # the threshold: writes det/detector.safetensors beside the report.
+        cd = os.path.dirname(ctx.run_dir)
+        res = runner.run(["evaluate", "--config", "cfg.yaml", "--checkpoint", "run/checkpoints/" + ctx.weights_name,
+                          "--test", "s.mcld", "--out", "det", "--set", "eval.sei_ways=[1]",
+                          "--set", "eval.calibration_fraction=0.5"], cd, SLOW_TIMEOUT * 2)
+        p = os.path.join(cd, "det", "detector.safetensors")
+        if res.rc != 0 or not os.path.exists(p):
+            raise SystemExit("fuzz: cannot make the detector seed (exit %s): %s" % (res.rc, res.stderr.strip()[:500]))
+        with open(p, "rb") as f:
+            ctx.detector = f.read()
+        shutil.rmtree(os.path.join(cd, "det"), ignore_errors=True)
+        for n in ("_stdout.log", "_stderr.log"):
+            q = os.path.join(cd, n)
+            if os.path.exists(q):
+                os.remove(q)
     ctx.has_verify = False
     if "checkpoint" in formats:
         res = runner.run(["checkpoint", "verify", "--help"], sd, TIMEOUT)
