@@ -127,7 +127,14 @@ public struct Detector: Sendable {
                                    cholesky: try f.doubles("cholesky", shape: [C, R, d, d]),
                                    counts: try f.ints("counts", shape: [C, R]),
                                    ridges: try f.doubles("ridges", shape: [C, R]), warnings: [])
-        guard g.means.allSatisfy(\.isFinite), g.cholesky.allSatisfy(\.isFinite) else { throw bad("a mean or Cholesky factor is not finite") }
+        guard g.means.allSatisfy(\.isFinite), g.cholesky.allSatisfy(\.isFinite), g.ridges.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+            throw bad("a mean, Cholesky factor or ridge is not finite (or a ridge is negative)")
+        }
+        for k in 0..<(C * R) {
+            for i in 0..<d where !(g.cholesky[(k * d + i) * d + i] > 0) {
+                throw bad("Cholesky factor \(k) has a diagonal entry \(g.cholesky[(k * d + i) * d + i]) that is not positive")
+            }
+        }
         self.init(gaussians: g, classNames: names, feature: feature, way: way, aggregation: agg,
                   threshold: try double("threshold"), targetTPR: try double("target_tpr"),
                   calibrationImages: try int("calibration_images", 0...Int.max >> 1), calibrationTPR: try double("calibration_tpr"),
