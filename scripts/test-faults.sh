@@ -69,7 +69,8 @@ else fail fresh-keeps-old-run "not refused (exit $rc): $(echo "$out" | tail -1)"
 $BIN train --config "$W/tiny.yaml" --out "$W/lock" --set train.epochs=50 >"$W/lock.log" 2>&1 &
 first=$!
 for i in $(seq 1 600); do [ -s "$W/lock/metrics.jsonl" ] && break; kill -0 $first 2>/dev/null || break; sleep 0.1; done
-out=$($BIN train --config "$W/tiny.yaml" --out "$W/lock" --resume auto --set train.epochs=50 2>&1); rc=$?
+# (bounded: were the lock ignored, this second job would train its 50 epochs)
+out=$(timeout 120 $BIN train --config "$W/tiny.yaml" --out "$W/lock" --resume auto --set train.epochs=50 2>&1); rc=$?
 kill -KILL $first 2>/dev/null; wait $first 2>/dev/null
 out2=$($BIN train --config "$W/tiny.yaml" --out "$W/lock" --resume auto --set train.epochs=50 --set train.max_steps=1 2>&1); rc2=$?
 if [ $rc -ne 0 ] && echo "$out" | grep -q "in use by another training job (pid $first on host" \

@@ -46,9 +46,7 @@ public enum Checkpoints {
 
     public static func save(model: ResNetModel, optimizer: SGD, state: TrainState, runDir: String, keep: Int) throws -> String {
         let dir = directory(runDir)
-        do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-            throw MCLError("\(dir): cannot create the checkpoint folder: \(error.localizedDescription)")
-        }
+        try AtomicFile.makeFolder(dir, for: "checkpoint folder")
         let stem = String(format: "step-%08d", state.step)
         var w = SafeTensorsWriter()
         w.metadata = ["format": "pt", "producer": "mcl-dist", "step": "\(state.step)", "arch": model.config.arch,
