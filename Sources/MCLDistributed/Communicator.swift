@@ -15,6 +15,9 @@ public protocol Communicator: AnyObject {
     func allreduceSum(_ values: inout [Double])
     /// Maximum of doubles across ranks in place.
     func allreduceMax(_ values: inout [Double])
+    /// Sums `size * countPerRank` floats across ranks and leaves block `rank` of the sum (floats
+    /// `[rank * countPerRank, (rank + 1) * countPerRank)`) in `recv` (MPI_Reduce_scatter_block).
+    func reduceScatterSum(_ send: UnsafePointer<Float>, countPerRank: Int, into recv: UnsafeMutablePointer<Float>)
     /// Every rank contributes `count` floats; `recv` gets size * count floats in rank order.
     func allgather(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>)
     /// Every rank contributes `counts[rank]` floats; `recv` gets sum(counts) floats in rank order.
@@ -65,6 +68,9 @@ public final class LocalCommunicator: Communicator {
     public func allreduceSum(_ buf: UnsafeMutablePointer<Float>, count: Int) {}
     public func allreduceSum(_ values: inout [Double]) {}
     public func allreduceMax(_ values: inout [Double]) {}
+    public func reduceScatterSum(_ send: UnsafePointer<Float>, countPerRank: Int, into recv: UnsafeMutablePointer<Float>) {
+        if UnsafeMutablePointer(mutating: send) != recv { recv.update(from: send, count: countPerRank) }
+    }
     public func allgather(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>) {
         if UnsafeMutablePointer(mutating: send) != recv { recv.update(from: send, count: count) }
     }

@@ -177,6 +177,18 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    public func reduceScatterSum(_ send: UnsafePointer<Float>, countPerRank: Int, into recv: UnsafeMutablePointer<Float>) {
+        if size == 1 {
+            if UnsafeMutablePointer(mutating: send) != recv { recv.update(from: send, count: countPerRank) }
+            return
+        }
+        _ = count32(countPerRank * size, "reduce-scatter of \(countPerRank * size) floats")
+        let c = count32(countPerRank, "reduce-scatter of \(countPerRank) floats per rank")
+        collective("reduce-scatter of \(countPerRank) floats per rank") {
+            MPI_Ireduce_scatter_block(send, recv, c, mcl_mpi_float(), mcl_mpi_sum(), comm, $0)
+        }
+    }
+
     public func allgather(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>) {
         let c = count32(count, "allgather of \(count) floats")
         collective("allgather of \(count) floats") { MPI_Iallgather(send, c, mcl_mpi_float(), recv, c, mcl_mpi_float(), comm, $0) }

@@ -1,4 +1,3 @@
-import COpenBLAS
 import MCLCore
 
 /// The similarity matrix of the views and the chain rule back to the unnormalised projections.
@@ -42,10 +41,10 @@ enum Similarity {
         return norms
     }
 
-    /// `S = U U^T` ([views, views] row-major).
-    static func gram(_ u: UnsafePointer<Float>, views: Int, dim: Int, into s: UnsafeMutablePointer<Float>) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(views), Int32(views), Int32(dim),
-                    1, u, Int32(dim), u, Int32(dim), 0, s, Int32(views))
+    /// `S_R = U_R U^T` for the rows `R` ([rows.count, views] row-major; all rows: `S = U U^T`).
+    static func gramRows(_ u: UnsafePointer<Float>, views: Int, dim: Int, rows: Range<Int>, into s: UnsafeMutablePointer<Float>) {
+        sgemm(transA: false, transB: true, m: rows.count, n: views, k: dim, a: u + rows.lowerBound * dim, lda: dim,
+              b: u, ldb: dim, beta: 0, c: s, ldc: views)
     }
 
     /// Replaces `G` by `G + G^T` (both triangles) and zeroes the diagonal.
@@ -71,11 +70,25 @@ enum Similarity {
         }
     }
 
-    /// `dU = H U`.
+    /// `dU = H U` (`H = G + G^T`, all rows).
     static func backward(_ h: UnsafePointer<Float>, _ u: UnsafePointer<Float>, views: Int, dim: Int,
                          into du: UnsafeMutablePointer<Float>) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(views), Int32(dim), Int32(views),
-                    1, h, Int32(views), u, Int32(dim), 0, du, Int32(dim))
+        sgemm(transA: false, transB: false, m: views, n: dim, k: views, a: h, lda: views, b: u, ldb: dim,
+              beta: 0, c: du, ldc: dim)
+    }
+
+    /// The row term of a block of rows: `A = G_R U` (`G_R` is `[rows, views]`).
+    static func rowTerm(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, views: Int, dim: Int, rows: Int,
+                        into a: UnsafeMutablePointer<Float>) {
+        sgemm(transA: false, transB: false, m: rows, n: dim, k: views, a: g, lda: views, b: u, ldb: dim,
+              beta: 0, c: a, ldc: dim)
+    }
+
+    /// The column term of a block of rows: `C = G_R^T U_R` (`[views, dim]`; `uRows` = `U_R`).
+    static func columnTerm(_ g: UnsafePointer<Float>, _ uRows: UnsafePointer<Float>, views: Int, dim: Int, rows: Int,
+                           into c: UnsafeMutablePointer<Float>) {
+        sgemm(transA: true, transB: false, m: views, n: dim, k: rows, a: g, lda: views, b: uRows, ldb: dim,
+              beta: 0, c: c, ldc: dim)
     }
 
     /// dL/dz from dL/du through the normalisation (see the type's documentation).

@@ -334,6 +334,10 @@ final class ThreadCommunicator: Communicator, @unchecked Sendable {
         let all = group.exchange(rank: rank, values.map { Float($0) })
         values = (0..<values.count).map { i in all.map { Double($0[i]) }.max()! }
     }
+    func reduceScatterSum(_ send: UnsafePointer<Float>, countPerRank: Int, into recv: UnsafeMutablePointer<Float>) {
+        let all = group.exchange(rank: rank, Array(UnsafeBufferPointer(start: send, count: countPerRank * size)))
+        for i in 0..<countPerRank { recv[i] = all.reduce(0) { $0 + $1[rank * countPerRank + i] } }
+    }
     func allgather(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>) {
         let all = group.exchange(rank: rank, Array(UnsafeBufferPointer(start: send, count: count))).flatMap { $0 }
         for i in 0..<all.count { recv[i] = all[i] }

@@ -75,6 +75,39 @@ var failed = false
     report("broadcast", b.allSatisfy { $0 == 0 } ? 0 : 1, tol: 0)
     let s = comm.broadcast(r == 0 ? "config from rank 0" : "")
     report("broadcast-string", s == "config from rank 0" ? 0 : 1, tol: 0)
+    // reduce-scatter: rank q contributes (q + 1) * (i + 1) at index i; rank r gets block r of the sum.
+    let per = 5
+    let contrib = (0..<(w * per)).map { Float(r + 1) * Float($0 + 1) }
+    var block = [Float](repeating: -1, count: per)
+    contrib.withUnsafeBufferPointer { c in block.withUnsafeMutableBufferPointer { comm.reduceScatterSum(c.baseAddress!, countPerRank: per, into: $0.baseAddress!) } }
+    let wantBlock = (0..<per).map { tri * Float(r * per + $0 + 1) }
+    report("reduce-scatter", block == wantBlock ? 0 : 1, tol: 0)
+}
+
+/// The loss sharded by rows over the ranks (reduce-scatter + allreduce) equals the whole loss
+/// computed on one rank: the loss, both parts and dL/dz of every rank's own views.
+@MainActor func checkShardedLoss() {
+    if skipAtOneRank(["sharded-loss-value", "sharded-loss-gradient"]) { return }
+    let n = 48, dim = 24, views = n * comm.size
+    var z = [Float](repeating: 0, count: views * dim)
+    var rng = SplitMix64(seed: 77, 1)
+    for k in 0..<z.count { z[k] = rng.nextFloat() * 2 - 1 }
+    let main = (0..<views).map { Int32(($0 / 8) % 3) }, aux = (0..<views).map { Int32(($0 / 2) % 4) }
+    var valueErr = 0.0, gradErr = 0.0
+    for config in [lossConfig, LossConfig(kind: .mcl, spa: .paperExpectation, floor: nil), LossConfig(kind: .supcon)] {
+        let targets = sampleSPATargets(main: main, aux: aux, useAux: true, mode: config.spa, seed: 4, step: 2)
+        let whole = contrastiveLoss(z: z, views: views, dim: dim, main: main, aux: aux, spaTargets: targets, config: config)
+        let sharded = z.withUnsafeBufferPointer {
+            shardedContrastiveLoss(zGlobal: $0, localViews: n, dim: dim, main: main, aux: aux, spaTargets: targets,
+                                   config: config, comm: comm)
+        }
+        valueErr = max(valueErr, abs(sharded.loss - whole.loss) / abs(whole.loss), abs(sharded.ccm - whole.ccm) / max(1, abs(whole.ccm)),
+                       abs(sharded.spa - whole.spa) / max(1, abs(whole.spa)))
+        let own = Array(whole.gradZ[(comm.rank * n * dim)..<((comm.rank + 1) * n * dim)])
+        gradErr = max(gradErr, Compare.relToMax(sharded.gradZ.map(Double.init), own.map(Double.init)))
+    }
+    report("sharded-loss-value", valueErr, tol: 1e-6)
+    report("sharded-loss-gradient", gradErr, tol: 1e-5)
 }
 
 let modelConfig = ModelConfig(arch: "resnet18", width: 4, projectorHidden: 32, projectionDim: 16)
@@ -216,6 +249,7 @@ if args.count > 1 && args[1] == "abort-test" {
 }
 do {
     checkCollectives()
+    checkShardedLoss()
     checkSyncBNLayer()
     try checkRankInvarianceSyncBN()
     try checkPerRankBNGradient()

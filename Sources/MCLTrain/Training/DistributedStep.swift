@@ -22,8 +22,9 @@ public struct StepStats: Sendable {
 /// The data-parallel MCL step of SPEC 4.
 ///
 /// Each rank forwards its shard of the global batch, all-gathers z and the labels (rank order),
-/// computes the global loss and dL/dZ (identical on every rank), back-propagates the rows of its
-/// own views, and the parameter gradients are summed across ranks (the loss is already the
+/// computes the loss rows of its own views and their dL/dZ (`shardedContrastiveLoss`: a
+/// reduce-scatter completes the gradient, an allreduce the loss), back-propagates them, and the
+/// parameter gradients are summed across ranks (the loss is already the
 /// global mean). Then SGD with Nesterov and weight decay at the cosine-scheduled learning rate.
 ///
 /// Representation-gradient caching (`microBatch` = K views > 0 and < shard): the shard is
@@ -96,19 +97,20 @@ public final class DistributedTrainer: @unchecked Sendable {
         }
         let mainG = comm.allgather(main), auxG = comm.allgather(aux)
         let t2 = ProcessStats.now()
-        let totalViews = world * n
         var targets: [Int32]? = nil
         if (loss.kind == .mcl || loss.kind == .spa) && loss.spa != .paperExpectation {
             targets = sampleSPATargets(main: mainG, aux: auxG, useAux: loss.useAux, mode: loss.spa, seed: seed, step: UInt64(step))
         }
+        // Each rank computes the loss rows of its own views (`shardedContrastiveLoss`): out.gradZ
+        // holds dL/dZ of this rank's n views.
         let out = zGlobal.withUnsafeBufferPointer { z in
-            contrastiveLoss(z: z, views: totalViews, dim: D, main: mainG, aux: auxG, spaTargets: targets, config: loss)
+            shardedContrastiveLoss(zGlobal: z, localViews: n, dim: D, main: mainG, aux: auxG, spaTargets: targets,
+                                   config: loss, comm: comm)
         }
         stats.loss = out.loss; stats.ccm = out.ccm; stats.spa = out.spa
         let t3 = ProcessStats.now()
-        let rowOffset = comm.rank * n * D
         out.gradZ.withUnsafeBufferPointer { g in
-            let mine = g.baseAddress! + rowOffset
+            let mine = g.baseAddress!
             if chunk == n {
                 model.backward(dZ: mine)
             } else {
