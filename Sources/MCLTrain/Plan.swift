@@ -50,16 +50,19 @@ public struct PlanResult: Codable, Sendable {
 /// The cost model behind `mcl-dist plan` (see docs/scaling.md):
 /// - compute: the rank's 2B/N views at the measured per-rank throughput (x 4/3 with micro-batching,
 ///   which forwards every chunk twice);
-/// - loss: every rank computes the global loss: t_loss(V) = t_loss(V0) (V/V0)^2 (two V x V x D
-///   GEMMs and a V x V row pass);
-/// - allgather of z (V x D floats) and the gradient allreduce (P floats), ring algorithms:
-///   allgather (N-1)(alpha + s/N / beta), allreduce 2(N-1)(alpha + s/N / beta), s in bytes;
+/// - loss: sharded by rows, each rank computes V/N rows: t_loss(V) = t_loss(V0) (V/V0)^2 / N
+///   (t_loss(V0) the whole matrix timed on one rank; GEMMs of V/N x V x D and a V/N x V row pass);
+/// - z exchange: the allgather of z (V x D floats) and the reduce-scatter of the loss's column
+///   terms (V x D floats), ring algorithms, (N-1)(alpha + s/N / beta) each, plus the allreduce of
+///   the two row sums, ceil(log2 N) alpha; the gradient allreduce (P floats), 2(N-1)(alpha + s/N / beta),
+///   s in bytes;
 /// - synchronised BatchNorm (`model.sync_bn`): per BN layer of C channels, two allreduces in
 ///   forward (C+1 then C doubles: sums and count, then centred squares) and one in backward
 ///   (2C+1 doubles); messages this small are latency-bound and MPI reduces them by recursive
 ///   doubling: ceil(log2 N)(alpha + s / beta) each;
 /// - memory: parameters, gradients, momentum (3P floats) + activations per view x views held at
-///   once (the chunk with micro-batching) + the V x V similarity matrix.
+///   once (the chunk with micro-batching) + the rank's V/N x V rows of the similarity matrix and
+///   the V x D column terms.
 public enum Planner {
     public static func estimate(config: RunConfig, datasetImages: Int, ranks: Int, threads: Int,
                                 parameterCount: Int, batchNormChannels: [Int] = [],
@@ -71,11 +74,14 @@ public enum Planner {
         let chunked = config.microBatch > 0 && config.microBatch < perRank
         let compute = Double(perRank) / c.viewsPerSecondPerRank * (chunked ? 4.0 / 3.0 : 1.0)
         let v = Double(views), v0 = Double(max(1, c.lossViews))
-        let loss = c.lossSeconds * (v / v0) * (v / v0)
         let n = Double(ranks)
+        let loss = c.lossSeconds * (v / v0) * (v / v0) / n
         let zBytes = v * Double(config.model.projectionDim) * 4
         let gBytes = Double(parameterCount) * 4
-        let allgather = ranks > 1 ? (n - 1) * (c.latencySeconds + zBytes / n / c.bandwidthBytesPerSecond) : 0
+        // allgather of z + reduce-scatter of the column terms (same size) + allreduce of 2 doubles
+        let allgather = ranks > 1
+            ? 2 * (n - 1) * (c.latencySeconds + zBytes / n / c.bandwidthBytesPerSecond) + log2(n).rounded(.up) * c.latencySeconds
+            : 0
         let allreduce = ranks > 1 ? 2 * (n - 1) * (c.latencySeconds + gBytes / n / c.bandwidthBytesPerSecond) : 0
         // Per BN layer: 3 messages of (C+1) + C + (2C+1) = 4C+2 doubles in all, ceil(log2 N) rounds each.
         let bnDoubles = Double(batchNormChannels.reduce(0) { $0 + 4 * $1 + 2 })
@@ -84,7 +90,7 @@ public enum Planner {
             : 0
         let step = compute + loss + allgather + allreduce + syncBN
         let held = Double(chunked ? config.microBatch : perRank)
-        let mem = 3 * gBytes + held * c.activationBytesPerView + v * v * 4 * 1.0 + 300e6
+        let mem = 3 * gBytes + held * c.activationBytesPerView + v * v * 4 / n + (ranks > 1 ? zBytes : 0) + 300e6
         let epochs = config.maxSteps > 0 ? Int((Double(config.maxSteps) / Double(steps)).rounded(.up)) : config.epochs
         let totalSteps = config.maxSteps > 0 ? min(config.maxSteps, steps * config.epochs) : steps * config.epochs
         return PlanResult(ranks: ranks, threadsPerRank: threads, viewsPerRank: perRank, stepsPerEpoch: steps, epochs: epochs,
@@ -120,7 +126,9 @@ public enum Planner {
         let views = 2 * Double(config.batchSize)
         let perRank = views / Double(max(1, ranks))
         let held = config.microBatch > 0 ? min(Double(config.microBatch), perRank) : perRank
-        return 3 * 4 * parameterCount(config.model) + held * activationBytesPerView(config.model) + views * views * 4 + 300e6
+        let zBytes = ranks > 1 ? views * Double(config.model.projectionDim) * 4 : 0
+        return 3 * 4 * parameterCount(config.model) + held * activationBytesPerView(config.model)
+            + views * views * 4 / Double(max(1, ranks)) + zBytes + 300e6
     }
 
     /// Activation bytes per view of a ResNet, from the tensors the engine keeps per layer (input,

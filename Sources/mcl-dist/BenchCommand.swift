@@ -3,6 +3,7 @@ import ArgumentParser
 import MCLCore
 import MCLNet
 import MCLDistributed
+import MCLTrain
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Training-step throughput (forward + backward + SGD) on random 32x32 data.")
@@ -14,6 +15,10 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Untimed warm-up steps.") var warmup = 2
     @Flag(help: "Measure eval-mode inference instead of training.") var inference = false
     @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Time the contrastive loss of one global batch (MCL, official SPA) instead of the network step; under mpirun it is sharded by rows over the ranks.") var loss = false
+    @Option(help: "With --loss: views in the global batch.") var views = 2048
+    @Option(help: "With --loss: projection dimension.") var dim = 128
+    @Flag(help: "With --loss: every rank computes the whole matrix (the loss before sharding), for comparison.") var replicated = false
 
     func validate() throws {
         guard ModelConfig.architectures[model] != nil else { throw ValidationError("--model must be resnet18 or resnet34") }
@@ -28,6 +33,21 @@ struct BenchCommand: ParsableCommand {
             let comm: MPICommunicator? = MPIRuntime.launchedByMPI ? MPICommunicator() : nil
             let size = comm?.size ?? 1
             guard batch % size == 0 else { throw ValidationError("--batch \(batch) is not divisible by \(size) ranks") }
+            if loss {
+                guard views > 0, dim > 0, views % (2 * size) == 0 else {
+                    throw ValidationError("--views \(views) must be a positive multiple of 2 x \(size) ranks")
+                }
+                let r = LossBenchmark.run(views: views, dim: dim, replicated: replicated, steps: steps,
+                                          comm: comm ?? LocalCommunicator())
+                if let comm, !comm.isRoot { return 0 }
+                if json {
+                    let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+                    print(String(decoding: try enc.encode(r), as: UTF8.self))
+                } else {
+                    print(r.summary)
+                }
+                return 0
+            }
             let reduce: ((UnsafeMutablePointer<Float>, Int) -> Void)? = comm.map { c in { p, n in c.allreduceSum(p, count: n) } }
             let r = try TrainBenchmark.run(config: ModelConfig(arch: model, width: width), batch: batch, steps: steps,
                                            warmup: warmup, inference: inference, ranks: size, allreduce: reduce)

@@ -31,23 +31,26 @@ final class PlannerTests: XCTestCase {
         XCTAssertEqual(r.viewsPerRank, 128)
         XCTAssertEqual(r.stepsPerEpoch, 156)
         assertClose(r.computeSeconds, 1.0, "128 views at 128 views/s")
-        assertClose(r.lossSeconds, 0.04, "0.01 s x (512 / 256)^2")
-        // Ring allgather of 512 x 128 floats: 3 x (5 us + 262,144 B / 4 / 1 GB/s).
-        assertClose(r.allgatherSeconds, 3 * (5e-6 + 65.536e-6), "allgather")
+        assertClose(r.lossSeconds, 0.01, "0.01 s x (512 / 256)^2 / 4 ranks")
+        // Ring allgather of 512 x 128 floats and ring reduce-scatter of as many: 2 x 3 x (5 us +
+        // 262,144 B / 4 / 1 GB/s); the allreduce of the two row sums: ceil(log2 4) x 5 us.
+        let zx = 6 * (5e-6 + 65.536e-6) + 2 * 5e-6
+        assertClose(r.allgatherSeconds, zx, "allgather + reduce-scatter")
         // Ring allreduce of 4 MB: 2 x 3 x (5 us + 1 MB / 1 GB/s).
         assertClose(r.allreduceSeconds, 6 * 1.005e-3, "allreduce")
         // BN layers of 16 and 32 channels: messages of 17, 16, 33 and 33, 32, 65 doubles,
         // each ceil(log2 4) = 2 rounds of (5 us + bytes / 1 GB/s).
         let bn = 2 * (6 * 5e-6 + Double(8 * (17 + 16 + 33 + 33 + 32 + 65)) / 1e9)
         assertClose(r.syncBNSeconds, bn, "sync BN")
-        let comm = 3 * 70.536e-6 + 6.03e-3 + bn
-        assertClose(r.stepSeconds, 1.04 + comm, "step")
-        assertClose(r.communicationShare, comm / (1.04 + comm), "communication share")
+        let comm = zx + 6.03e-3 + bn
+        assertClose(r.stepSeconds, 1.01 + comm, "step")
+        assertClose(r.communicationShare, comm / (1.01 + comm), "communication share")
         assertClose(r.epochSeconds, 156 * r.stepSeconds, "epoch")
         assertClose(r.totalSeconds, 15 * 156 * r.stepSeconds, "total")
         assertClose(r.imagesPerSecond, 256 / r.stepSeconds, "images/s")
-        // 3P floats + 128 views x 1 MB + the 512 x 512 similarity matrix + 300 MB.
-        assertClose(r.memoryPerRankGB, (12e6 + 128e6 + 1_048_576 + 300e6) / 1e9, "memory")
+        // 3P floats + 128 views x 1 MB + 128 rows of the 512 x 512 similarity matrix + the 512 x 128
+        // column terms + 300 MB.
+        assertClose(r.memoryPerRankGB, (12e6 + 128e6 + 262_144 + 262_144 + 300e6) / 1e9, "memory")
     }
 
     func testOneRankHasNoCommunication() {
@@ -67,7 +70,7 @@ final class PlannerTests: XCTestCase {
         XCTAssertEqual(r.syncBNSeconds, 0)
         // Micro-batching forwards every chunk twice: compute x 4/3; only a 64-view chunk is held.
         assertClose(r.computeSeconds, 4.0 / 3.0, "micro-batched compute")
-        assertClose(r.memoryPerRankGB, (12e6 + 64e6 + 1_048_576 + 300e6) / 1e9, "memory")
+        assertClose(r.memoryPerRankGB, (12e6 + 64e6 + 262_144 + 262_144 + 300e6) / 1e9, "memory")
     }
 
     func testMaxStepsLimitsTheRun() {
