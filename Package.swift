@@ -18,7 +18,9 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
-        .target(name: "MCLCore", dependencies: ["COpenBLAS", "CImageCodecs"]),
+        // oneDNN's sgemm for the network's and the loss's GEMMs (Sources/MCLCore/GEMM.swift).
+        .systemLibrary(name: "COneDNN", providers: [.apt(["libdnnl-dev"])]),
+        .target(name: "MCLCore", dependencies: ["COpenBLAS", "COneDNN", "CImageCodecs"]),
         .target(name: "MCLNet", dependencies: ["MCLCore", "COpenBLAS"]),
         .target(name: "MCLObjective", dependencies: ["MCLCore", "COpenBLAS"]),
         .target(name: "MCLDistributed", dependencies: ["MCLCore", "CMPI"]),

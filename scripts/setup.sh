@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS="libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev libjpeg-dev libpng-dev zlib1g-dev dataset-fashion-mnist pkg-config slurm-wlm munge"
+PKGS="libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev libdnnl-dev libjpeg-dev libpng-dev zlib1g-dev dataset-fashion-mnist pkg-config slurm-wlm munge"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,7 +1,14 @@
+import Foundation
 import COpenBLAS
-import MCLCore
+import COneDNN
 
 /// Row-major single-precision GEMM: C[M,N] = alpha * op(A) op(B) + beta * C.
+///
+/// The products run on oneDNN's sgemm (`GEMMEngine.oneDNN`), whose JIT kernels are chosen from
+/// the CPU's feature flags (AVX-512, AVX2). OpenBLAS 0.3.21 picks its kernels from the CPU
+/// model instead and falls back to its SSE3 "Prescott" kernels on models it does not know (as on
+/// this project's AVX-512 test machines: 16-31 GFLOPS per core instead of 40-146, see
+/// docs/performance.md). `MCL_GEMM=openblas` selects OpenBLAS, for comparisons.
 ///
 /// mcl-dist keeps one thread pool: OpenBLAS runs single-threaded (`Threads.set` pins it to 1)
 /// and large products are split into column (or row) panels, one per Dispatch worker, each an
@@ -43,6 +50,30 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
 public func sgemmCall(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
                _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    switch GEMMEngine.current {
+    case .oneDNN:
+        let status = mcl_dnnl_sgemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        precondition(status == 0, "dnnl_sgemm failed (status \(status)) for \(m) x \(n) x \(k)")
+    case .openBLAS:
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+/// Which library computes `sgemm`.
+public enum GEMMEngine: String, Sendable {
+    case oneDNN = "onednn"
+    case openBLAS = "openblas"
+
+    /// oneDNN unless `MCL_GEMM=openblas`.
+    public static let current: GEMMEngine =
+        ProcessInfo.processInfo.environment["MCL_GEMM"].flatMap { GEMMEngine(rawValue: $0.lowercased()) } ?? .oneDNN
+
+    /// The engine and the kernels it runs, e.g. "onednn (avx512_core)" or "openblas (Prescott)".
+    public static var description: String {
+        switch current {
+        case .oneDNN: return "onednn (\(String(cString: mcl_dnnl_isa())))"
+        case .openBLAS: return "openblas (\(String(cString: openblas_get_corename())))"
+        }
+    }
 }

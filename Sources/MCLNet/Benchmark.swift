@@ -22,6 +22,8 @@ public struct TrainBenchResult: Codable, Sendable {
     public var sgd_ms: Double
     public var peak_rss_mb: Double
     public var openblas_core: String
+    /// The library and kernels of `sgemm` (`GEMMEngine.description`).
+    public var gemm: String = GEMMEngine.description
     /// Ranks that shared the batch (each ran batch / ranks images) and the allreduce time.
     public var ranks: Int = 1
     public var allreduce_ms: Double = 0
@@ -85,8 +87,8 @@ public enum BLASInfo {
 extension TrainBenchResult {
     /// One line for people: throughput, GFLOPS and the step's phases.
     public var summary: String {
-        String(format: "%@ width %d batch %d ranks %d x threads %d (%@): %.1f images/s, %.1f GFLOPS (%.2f GFLOP/image), step %.3f s (fwd %.0f ms, bwd %.0f ms, allreduce %.1f ms, sgd %.0f ms), peak RSS %.0f MB",
-               model, width, batch, ranks, threads, openblas_core, images_per_s, gflops, gflop_per_image,
+        String(format: "%@ width %d batch %d ranks %d x threads %d (gemm %@): %.1f images/s, %.1f GFLOPS (%.2f GFLOP/image), step %.3f s (fwd %.0f ms, bwd %.0f ms, allreduce %.1f ms, sgd %.0f ms), peak RSS %.0f MB",
+               model, width, batch, ranks, threads, gemm, images_per_s, gflops, gflop_per_image,
                seconds_per_step, forward_ms, backward_ms, allreduce_ms, sgd_ms, peak_rss_mb)
     }
 }

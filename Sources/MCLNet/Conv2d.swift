@@ -81,31 +81,30 @@ public final class Conv2d: @unchecked Sendable {
     /// Accumulates dW and writes (or, with `accumulate`, adds) dX. `dx` may be nil (the stem).
     public func backward(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, accumulate: Bool = false, ws: Workspace) {
+        backwardWeights(x, n: n, h: h, w: w, dy: dy, ws: ws)
+        if let dx { backwardData(dy, n: n, h: h, w: w, dx: dx, accumulate: accumulate, ws: ws) }
+    }
+
+    /// Which algorithm the layer uses on an h x w input: "pointwise" (a 1x1 GEMM), "winograd"
+    /// (F(2x2, 3x3)) or "im2col" (im2col + GEMM; dX of a stride-1 "same" layer as a transposed
+    /// convolution, of a strided one as GEMM + col2im).
+    public func algorithm(h: Int, w: Int) -> String {
+        if isPointwise && !Conv2d.deterministic { return "pointwise" }
+        return usesWinograd(h: h, w: w) ? "winograd" : "im2col"
+    }
+
+    /// `dW += dY · col(X)^T` (FLOPs as the forward pass).
+    public func backwardWeights(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, dy: UnsafePointer<Float>, ws: Workspace) {
         let ho = outSize(h), wo = outSize(w)
         let total = n * ho * wo
         if isPointwise && !Conv2d.deterministic {
             sgemm(transA: false, transB: true, m: cout, n: cin, k: total, a: dy, lda: total, b: x, ldb: total, beta: 1, c: weightGrad, ldc: cin)
-            if let dx {
-                sgemm(transA: true, transB: false, m: cin, n: total, k: cout, a: weight, lda: cin, b: dy, ldb: total,
-                      beta: accumulate ? 1 : 0, c: dx, ldc: total)
-            }
             return
         }
         if usesWinograd(h: h, w: w) {
             Winograd.weightGradient(x, cin: cin, n: n, h: h, w: w, dy: dy, cout: cout, dw: weightGrad, ws: ws)
-            if let dx {
-                // dX = the same convolution of dY with the flipped, transposed kernel.
-                let u = ws.get("wino.u", 16 * cout * cin)
-                Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: true, into: u)
-                Winograd.convolve(dy, cin: cout, n: n, h: h, w: w, u: u, cout: cin, dx, accumulate: accumulate, ws: ws)
-            }
             return
         }
-        if stride == 1 && 2 * pad == kernel - 1 && !Conv2d.deterministic {
-            backwardSame(x, n: n, h: h, w: w, dy: dy, dx: dx, accumulate: accumulate, ws: ws)
-            return
-        }
-        if let dx, !accumulate { memset(dx, 0, cin * n * h * w * MemoryLayout<Float>.stride) }
         let det = Conv2d.deterministic
         let chunk = det ? 1 : chunkImages(n: n, ho: ho, wo: wo)
         let col = ws.get("conv.col", kdim * chunk * ho * wo)
@@ -113,9 +112,6 @@ public final class Conv2d: @unchecked Sendable {
         let wcount = cout * kdim
         let dwImage = det ? ws.get("conv.dw", wcount) : weightGrad
         var dwSum = [Double](repeating: 0, count: det ? wcount : 0)
-        defer {
-            if det { for i in 0..<wcount { weightGrad[i] += Float(dwSum[i]) } }
-        }
         var n0 = 0
         while n0 < n {
             let cn = min(chunk, n - n0)
@@ -124,55 +120,77 @@ public final class Conv2d: @unchecked Sendable {
             sgemm(transA: false, transB: true, m: cout, n: kdim, k: cols, a: dy + n0 * ho * wo, lda: total,
                   b: col, ldb: cols, beta: det ? 0 : 1, c: dwImage, ldc: kdim)
             if det { for i in 0..<wcount { dwSum[i] += Double(dwImage[i]) } }
-            if let dx {
-                sgemm(transA: true, transB: false, m: kdim, n: cols, k: cout, a: weight, lda: kdim,
-                      b: dy + n0 * ho * wo, ldb: total, beta: 0, c: col, ldc: cols)
-                col2im(col, n: n, h: h, w: w, n0: n0, cn: cn, ho: ho, wo: wo, dx: dx)
-            }
+            n0 += cn
+        }
+        if det { for i in 0..<wcount { weightGrad[i] += Float(dwSum[i]) } }
+    }
+
+    /// Writes (or, with `accumulate`, adds) `dX`, the gradient of the input (FLOPs as the forward pass).
+    public func backwardData(_ dy: UnsafePointer<Float>, n: Int, h: Int, w: Int, dx: UnsafeMutablePointer<Float>,
+                             accumulate: Bool, ws: Workspace) {
+        let ho = outSize(h), wo = outSize(w)
+        let total = n * ho * wo
+        if isPointwise && !Conv2d.deterministic {
+            sgemm(transA: true, transB: false, m: cin, n: total, k: cout, a: weight, lda: cin, b: dy, ldb: total,
+                  beta: accumulate ? 1 : 0, c: dx, ldc: total)
+            return
+        }
+        if usesWinograd(h: h, w: w) {
+            // dX = the same convolution of dY with the flipped, transposed kernel.
+            let u = ws.get("wino.u", 16 * cout * cin)
+            Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: true, into: u)
+            Winograd.convolve(dy, cin: cout, n: n, h: h, w: w, u: u, cout: cin, dx, accumulate: accumulate, ws: ws)
+            return
+        }
+        if stride == 1 && 2 * pad == kernel - 1 && !Conv2d.deterministic {
+            backwardDataSame(dy, n: n, h: h, w: w, dx: dx, accumulate: accumulate, ws: ws)
+            return
+        }
+        if !accumulate { memset(dx, 0, cin * n * h * w * MemoryLayout<Float>.stride) }
+        let chunk = Conv2d.deterministic ? 1 : chunkImages(n: n, ho: ho, wo: wo)
+        let col = ws.get("conv.col", kdim * chunk * ho * wo)
+        var n0 = 0
+        while n0 < n {
+            let cn = min(chunk, n - n0)
+            let cols = cn * ho * wo
+            sgemm(transA: true, transB: false, m: kdim, n: cols, k: cout, a: weight, lda: kdim,
+                  b: dy + n0 * ho * wo, ldb: total, beta: 0, c: col, ldc: cols)
+            col2im(col, n: n, h: h, w: w, n0: n0, cn: cn, ho: ho, wo: wo, dx: dx)
             n0 += cn
         }
     }
 
-    /// Backward of a stride-1 "same" convolution. dX is itself a convolution of dY with the
-    /// transposed, spatially flipped kernel `W'[ci][co][i][j] = W[co][ci][k-1-i][k-1-j]` and the same
-    /// padding, so it is computed as `dX = W' · col(dY)`: a GEMM with K = Cout*k*k (instead of
-    /// K = Cout for `W^T · dY`) and an im2col gather instead of the col2im scatter-add.
-    func backwardSame(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, dy: UnsafePointer<Float>,
-                      dx: UnsafeMutablePointer<Float>?, accumulate: Bool, ws: Workspace) {
+    /// dX of a stride-1 "same" convolution. dX is itself a convolution of dY with the transposed,
+    /// spatially flipped kernel `W'[ci][co][i][j] = W[co][ci][k-1-i][k-1-j]` and the same padding,
+    /// so it is computed as `dX = W' · col(dY)`: a GEMM with K = Cout*k*k (instead of K = Cout for
+    /// `W^T · dY`) and an im2col gather instead of the col2im scatter-add.
+    func backwardDataSame(_ dy: UnsafePointer<Float>, n: Int, h: Int, w: Int, dx: UnsafeMutablePointer<Float>,
+                          accumulate: Bool, ws: Workspace) {
         let k = kernel, kk = k * k
         let total = n * h * w
         let kdimT = cout * kk
-        let chunk = max(1, min(n, Conv2d.colBudget / max(1, max(kdim, kdimT) * h * w)))
-        let col = ws.get("conv.col", max(kdim, kdimT) * chunk * h * w)
-        var wt: UnsafeMutablePointer<Float>? = nil
-        if dx != nil {
-            let t = ws.get("conv.wt", cin * kdimT)
-            let wsrc = weight
-            for co in 0..<cout {
-                for ci in 0..<cin {
-                    for i in 0..<k {
-                        for j in 0..<k {
-                            t[ci * kdimT + (co * k + i) * k + j] = wsrc[((co * cin + ci) * k + (k - 1 - i)) * k + (k - 1 - j)]
-                        }
+        let chunk = max(1, min(n, Conv2d.colBudget / max(1, kdimT * h * w)))
+        let col = ws.get("conv.col", kdimT * chunk * h * w)
+        let wt = ws.get("conv.wt", cin * kdimT)
+        let wsrc = weight
+        for co in 0..<cout {
+            for ci in 0..<cin {
+                for i in 0..<k {
+                    for j in 0..<k {
+                        wt[ci * kdimT + (co * k + i) * k + j] = wsrc[((co * cin + ci) * k + (k - 1 - i)) * k + (k - 1 - j)]
                     }
                 }
             }
-            wt = t
         }
         var n0 = 0
         while n0 < n {
             let cn = min(chunk, n - n0)
             let cols = cn * h * w
-            im2col(x, n: n, h: h, w: w, n0: n0, cn: cn, ho: h, wo: w, col: col)
-            sgemm(transA: false, transB: true, m: cout, n: kdim, k: cols, a: dy + n0 * h * w, lda: total,
-                  b: col, ldb: cols, beta: 1, c: weightGrad, ldc: kdim)
-            if let dx, let wt {
-                // The transposed convolution reads dY as its input: same geometry, cout channels.
-                Conv2d.im2col(dy, channels: cout, kernel: k, stride: 1, pad: pad, n: n, h: h, w: w,
-                              n0: n0, cn: cn, ho: h, wo: w, col: col)
-                sgemm(transA: false, transB: false, m: cin, n: cols, k: kdimT, a: wt, lda: kdimT,
-                      b: col, ldb: cols, beta: accumulate ? 1 : 0, c: dx + n0 * h * w, ldc: total)
-            }
+            // The transposed convolution reads dY as its input: same geometry, cout channels.
+            Conv2d.im2col(dy, channels: cout, kernel: k, stride: 1, pad: pad, n: n, h: h, w: w,
+                          n0: n0, cn: cn, ho: h, wo: w, col: col)
+            sgemm(transA: false, transB: false, m: cin, n: cols, k: kdimT, a: wt, lda: kdimT,
+                  b: col, ldb: cols, beta: accumulate ? 1 : 0, c: dx + n0 * h * w, ldc: total)
             n0 += cn
         }
     }

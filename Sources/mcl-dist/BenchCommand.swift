@@ -18,6 +18,7 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Time the contrastive loss of one global batch (MCL, official SPA) instead of the network step; under mpirun it is sharded by rows over the ranks.") var loss = false
     @Option(help: "With --loss: views in the global batch.") var views = 2048
     @Option(help: "With --loss: projection dimension.") var dim = 128
+    @Flag(help: "Per-layer profile: forward, backward-data and backward-weights time and GFLOPS of every convolution shape next to the sgemm peak measured in the same run.") var profile = false
     @Flag(help: "With --loss: every rank computes the whole matrix (the loss before sharding), for comparison.") var replicated = false
 
     func validate() throws {
@@ -33,6 +34,16 @@ struct BenchCommand: ParsableCommand {
             let comm: MPICommunicator? = MPIRuntime.launchedByMPI ? MPICommunicator() : nil
             let size = comm?.size ?? 1
             guard batch % size == 0 else { throw ValidationError("--batch \(batch) is not divisible by \(size) ranks") }
+            if profile {
+                let p = try LayerProfile.run(config: ModelConfig(arch: model, width: width), batch: batch, repeats: steps)
+                if json {
+                    let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+                    print(String(decoding: try enc.encode(p), as: UTF8.self))
+                } else {
+                    print(p.table)
+                }
+                return 0
+            }
             if loss {
                 guard views > 0, dim > 0, views % (2 * size) == 0 else {
                     throw ValidationError("--views \(views) must be a positive multiple of 2 x \(size) ranks")

@@ -17,7 +17,7 @@ struct InfoCommand: ParsableCommand {
             let info: [String: String] = [
                 "version": mclVersion, "world_size": "\(comm.size)", "rank": "\(comm.rank)",
                 "threads_per_rank": "\(threads)", "cpu_count": "\(ProcessInfo.processInfo.activeProcessorCount)",
-                "openblas_core": BLASInfo.coreName, "openblas_config": BLASInfo.config,
+                "gemm": GEMMEngine.description, "openblas_core": BLASInfo.coreName, "openblas_config": BLASInfo.config,
                 "openblas_coretype_env": env["OPENBLAS_CORETYPE"] ?? "(unset)",
                 "openblas_l2_size_env": env["OPENBLAS_L2_SIZE"] ?? "(unset)",
             ]
