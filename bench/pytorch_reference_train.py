@@ -30,6 +30,7 @@ p.add_argument("--tau", type=float, default=0.2); p.add_argument("--alpha", type
 p.add_argument("--beta", type=float, default=2.0)
 p.add_argument("--threads", type=int, default=2); p.add_argument("--seed", type=int, default=0)
 p.add_argument("--every", type=int, default=10)
+p.add_argument("--fixed", action="store_true", help="augment one batch once and train on it every step (network + loss only)")
 a = p.parse_args()
 torch.set_num_threads(a.threads); torch.manual_seed(a.seed); random.seed(a.seed); np.random.seed(a.seed)
 
@@ -109,24 +110,30 @@ def loss_fn(z, y, r):
 step = 0
 acc, acc_spa, cnt = 0.0, 0.0, 0
 t_start = time.time()
+fixed = None
 for epoch in range(a.epochs):
     perm = np.random.permutation(N)
     for b in range(steps_per_epoch):
-        base = perm[b * (a.batch // R):(b + 1) * (a.batch // R)]
-        views, ys, rs = [], [], []
-        for i in base:
-            for rot in range(R):
-                img = images[i].rotate(90 * rot)  # counter-clockwise
-                for _ in range(2):
-                    views.append(aug(img)); ys.append(labels[i]); rs.append(rot)
-        x = torch.stack(views); y = torch.tensor(ys); r = torch.tensor(rs)
+        t_step = time.time()
+        if fixed is None or not a.fixed:
+            base = perm[b * (a.batch // R):(b + 1) * (a.batch // R)]
+            views, ys, rs = [], [], []
+            for i in base:
+                for rot in range(R):
+                    img = images[i].rotate(90 * rot)  # counter-clockwise
+                    for _ in range(2):
+                        views.append(aug(img)); ys.append(labels[i]); rs.append(rot)
+            fixed = (torch.stack(views), torch.tensor(ys), torch.tensor(rs))
+        x, y, r = fixed
         net.train(); opt.zero_grad(set_to_none=True)
         loss, spa = loss_fn(net(x), y, r)
         loss.backward(); opt.step(); sched.step()
         acc += loss.item(); acc_spa += spa; cnt += 1; step += 1
+        step_s = time.time() - t_step
         if step % a.every == 0:
             print(json.dumps({"step": step, "loss": round(acc / cnt, 4), "spa": round(acc_spa / cnt, 4),
-                              "lr": round(sched.get_last_lr()[0], 5), "seconds": round(time.time() - t_start, 1)}), flush=True)
+                              "lr": round(sched.get_last_lr()[0], 5), "seconds": round(time.time() - t_start, 1),
+                              "step_s": round(step_s, 4)}), flush=True)
             acc, acc_spa, cnt = 0.0, 0.0, 0
         if a.steps and step >= a.steps:
             raise SystemExit(0)

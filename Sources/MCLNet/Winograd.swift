@@ -25,10 +25,12 @@ public enum Winograd {
     /// Floats per transformed block (V or M) per worker: about 4 MB.
     nonisolated(unsafe) public static var blockFloats = 1 << 20
 
-    /// Fewest input channels for the Winograd path: below it the 16 small GEMMs per block cost more
-    /// than they save (measured: ResNet-18 width 16, where im2col wins on the 16-channel stage).
+    /// Fewest input channels for the Winograd path. With OpenBLAS's GEMMs im2col won on the
+    /// 16-channel stage of ResNet-18 width 16 (threshold 32); with oneDNN's, Winograd wins there too
+    /// (width 16, batch 256, 2 threads: 238-240 images/s from 16 channels, 198-228 from 32,
+    /// 209-222 without Winograd; docs/performance.md).
     nonisolated(unsafe) public static var minChannels =
-        Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_MIN_CHANNELS"] ?? "") ?? 32
+        Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_MIN_CHANNELS"] ?? "") ?? 16
 
     /// Whether a convolution of this geometry takes the Winograd path.
     public static func applies(kernel: Int, stride: Int, pad: Int, cin: Int, h: Int, w: Int) -> Bool {
