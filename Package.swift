@@ -21,7 +21,9 @@ let package = Package(
         // oneDNN's sgemm for the network's and the loss's GEMMs (Sources/MCLCore/GEMM.swift).
         .systemLibrary(name: "COneDNN", providers: [.apt(["libdnnl-dev"])]),
         .target(name: "MCLCore", dependencies: ["COpenBLAS", "COneDNN", "CImageCodecs"]),
-        .target(name: "MCLNet", dependencies: ["MCLCore", "COpenBLAS"]),
+        // Direct 3x3 convolution kernels (AVX-512 / AVX2, chosen at run time) for the small-channel layers.
+        .target(name: "CDirectConv"),
+        .target(name: "MCLNet", dependencies: ["MCLCore", "COpenBLAS", "CDirectConv"]),
         .target(name: "MCLObjective", dependencies: ["MCLCore", "COpenBLAS"]),
         .target(name: "MCLDistributed", dependencies: ["MCLCore", "CMPI"]),
         .target(name: "MCLEval", dependencies: ["MCLCore", "COpenBLAS", "CImageCodecs", "MCLData"]),

@@ -37,6 +37,9 @@ public final class Conv2d: @unchecked Sendable {
     var weightGrad: UnsafeMutablePointer<Float> { store.grads.ptr + wOffset }
     /// A 1x1 stride-1 unpadded convolution reads its input directly as the GEMM operand.
     var isPointwise: Bool { kernel == 1 && stride == 1 && pad == 0 }
+    func usesDirect(h: Int, w: Int) -> Bool {
+        !Conv2d.deterministic && DirectConv.applies(kernel: kernel, stride: stride, pad: pad, cin: cin, cout: cout, w: w)
+    }
     func usesWinograd(h: Int, w: Int) -> Bool {
         Conv2d.winograd && !Conv2d.deterministic
             && Winograd.applies(kernel: kernel, stride: stride, pad: pad, cin: cin, h: h, w: w)
@@ -58,6 +61,10 @@ public final class Conv2d: @unchecked Sendable {
         let total = n * ho * wo
         if isPointwise && !Conv2d.deterministic {
             sgemm(transA: false, transB: false, m: cout, n: total, k: cin, a: weight, lda: cin, b: x, ldb: n * h * w, beta: 0, c: y, ldc: total)
+            return
+        }
+        if usesDirect(h: h, w: w) {
+            DirectConv.forward(x, cin: cin, n: n, h: h, w: w, weights: weight, cout: cout, y, accumulate: false, ws: ws)
             return
         }
         if usesWinograd(h: h, w: w) {
@@ -90,6 +97,7 @@ public final class Conv2d: @unchecked Sendable {
     /// convolution, of a strided one as GEMM + col2im).
     public func algorithm(h: Int, w: Int) -> String {
         if isPointwise && !Conv2d.deterministic { return "pointwise" }
+        if usesDirect(h: h, w: w) { return "direct" }
         return usesWinograd(h: h, w: w) ? "winograd" : "im2col"
     }
 
@@ -99,6 +107,10 @@ public final class Conv2d: @unchecked Sendable {
         let total = n * ho * wo
         if isPointwise && !Conv2d.deterministic {
             sgemm(transA: false, transB: true, m: cout, n: cin, k: total, a: dy, lda: total, b: x, ldb: total, beta: 1, c: weightGrad, ldc: cin)
+            return
+        }
+        if usesDirect(h: h, w: w) {
+            DirectConv.weightGradient(x, cin: cin, n: n, h: h, w: w, dy: dy, cout: cout, dw: weightGrad, ws: ws)
             return
         }
         if usesWinograd(h: h, w: w) {
@@ -133,6 +145,10 @@ public final class Conv2d: @unchecked Sendable {
         if isPointwise && !Conv2d.deterministic {
             sgemm(transA: true, transB: false, m: cin, n: total, k: cout, a: weight, lda: cin, b: dy, ldb: total,
                   beta: accumulate ? 1 : 0, c: dx, ldc: total)
+            return
+        }
+        if usesDirect(h: h, w: w) {
+            DirectConv.dataGradient(dy, cout: cout, n: n, h: h, w: w, weights: weight, cin: cin, dx, accumulate: accumulate, ws: ws)
             return
         }
         if usesWinograd(h: h, w: w) {

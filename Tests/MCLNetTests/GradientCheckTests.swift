@@ -118,6 +118,70 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
+    /// The direct kernels (rows of 16 and 32 pixels) against finite differences.
+    func testConv3x3DirectFiniteDifferences() {
+        guard DirectConv.isa > 0 else { return print("direct convolution: no AVX2 on this CPU, checked elsewhere") }
+        checkConv(cin: 3, cout: 5, k: 3, s: 1, p: 1, n: 2, h: 3, w: 16)
+        checkConv(cin: 4, cout: 3, k: 3, s: 1, p: 1, n: 1, h: 2, w: 32)
+    }
+
+    /// Direct forward, dW and dX (with and without accumulate) equal im2col + GEMM to float
+    /// rounding: AVX-512 and AVX2 kernels, rows of 16 and 32, channel counts that fill or leave
+    /// part of a register block, 1 and 2 threads.
+    func testDirectConvMatchesIm2col() {
+        let available = DirectConv.isa
+        guard available > 0 else { return print("direct convolution: no AVX2 on this CPU") }
+        let savedThreads = Threads.count, savedWinograd = Conv2d.winograd, savedEnabled = DirectConv.enabled
+        let savedMax = DirectConv.maxChannels
+        defer {
+            Threads.set(savedThreads); Conv2d.winograd = savedWinograd; DirectConv.enabled = savedEnabled
+            DirectConv.maxChannels = savedMax; DirectConv.force(isa: available)
+        }
+        Conv2d.winograd = false
+        DirectConv.maxChannels = 32
+        for level in (1...available).reversed() {
+            DirectConv.force(isa: level)
+            XCTAssertEqual(DirectConv.isa, level)
+            for (cin, cout, n, h, w) in [(3, 16, 2, 32, 32), (16, 16, 3, 4, 32), (5, 7, 2, 3, 16), (32, 32, 1, 16, 16), (17, 9, 3, 5, 16), (16, 32, 2, 2, 32)] {
+                for threads in [1, 2] {
+                    Threads.set(threads)
+                    let store = ParameterStore()
+                    let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: 3, stride: 1, pad: 1)
+                    store.finalize()
+                    store.values.copy(from: randn(store.paramCount, scale: 0.3))
+                    let x = FloatBuffer(count: cin * n * h * w); x.copy(from: randn(x.count))
+                    let dy = FloatBuffer(count: cout * n * h * w); dy.copy(from: randn(dy.count))
+                    let dx0 = randn(x.count), y0 = randn(dy.count)
+                    var results: [[Float]] = []
+                    for direct in [false, true] {
+                        DirectConv.enabled = direct
+                        XCTAssertEqual(conv.algorithm(h: h, w: w), direct ? "direct" : "im2col")
+                        let ws = Workspace()
+                        let y = FloatBuffer(count: cout * n * h * w)
+                        conv.forward(x.ptr, n: n, h: h, w: w, y.ptr, ws: ws)
+                        store.zeroGrads()
+                        let dx = FloatBuffer(count: x.count)
+                        conv.backward(x.ptr, n: n, h: h, w: w, dy: dy.ptr, dx: dx.ptr, ws: ws)
+                        let dxAcc = FloatBuffer(count: x.count); dxAcc.copy(from: dx0)
+                        conv.backwardData(dy.ptr, n: n, h: h, w: w, dx: dxAcc.ptr, accumulate: true, ws: ws)
+                        // forward with accumulate through the kernel itself
+                        let yAcc = FloatBuffer(count: y.count); yAcc.copy(from: y0)
+                        if direct {
+                            DirectConv.forward(x.ptr, cin: cin, n: n, h: h, w: w, weights: conv.weight, cout: cout, yAcc.ptr, accumulate: true, ws: ws)
+                        } else {
+                            for i in 0..<y.count { yAcc.ptr[i] += y.ptr[i] }
+                        }
+                        results.append(y.array + store.grads.array + dx.array + dxAcc.array + yAcc.array)
+                    }
+                    let scale = results[0].reduce(Float(0)) { max($0, abs($1)) }
+                    var worst: Float = 0
+                    for i in 0..<results[0].count { worst = max(worst, abs(results[0][i] - results[1][i])) }
+                    XCTAssertLessThan(worst / scale, 2e-6, "isa \(level) cin \(cin) cout \(cout) n \(n) \(h)x\(w) threads \(threads)")
+                }
+            }
+        }
+    }
+
     func testConvChunkingMatchesUnchunked() {
         let store = ParameterStore()
         let conv = Conv2d(store, "c", cin: 3, cout: 4, kernel: 3, stride: 1, pad: 1)

@@ -1,0 +1,188 @@
+#include "CDirectConv.h"
+#include <stdlib.h>
+#include <string.h>
+
+/* 16 floats; unaligned loads and stores go through memcpy (one vector move). */
+typedef float v16 __attribute__((vector_size(64)));
+
+#define LOAD(p) ({ v16 _v; memcpy(&_v, (p), 64); _v; })
+#define STORE(p, v) do { v16 _v = (v); memcpy((p), &_v, 64); } while (0)
+
+/* Images per block of the weight gradient: about 256 KB of dy rows and padded x. */
+int mcl_dconv_block_images(int cin, int cout, int h, int w) {
+    long perImage = ((long)cout * h * w + (long)cin * (h + 2) * (w + 2)) * 4;
+    int blk = (int)(262144 / (perImage > 0 ? perImage : 1));
+    return blk < 1 ? 1 : blk;
+}
+
+/* Pads images [b0, b1) of x ([C][N][H][W]) into s ([b - b0][C][H+2][W+2], zero border). */
+static void pad_images(const float *x, int channels, int n, int h, int w, int b0, int b1, float *s) {
+    const long hp = h + 2, wp = w + 2;
+    for (int b = b0; b < b1; b++) {
+        for (int c = 0; c < channels; c++) {
+            const float *src = x + ((long)c * n + b) * h * w;
+            float *dst = s + ((long)(b - b0) * channels + c) * hp * wp;
+            memset(dst, 0, wp * sizeof(float));
+            for (int i = 0; i < h; i++) {
+                float *row = dst + (i + 1) * wp;
+                row[0] = 0;
+                memcpy(row + 1, src + (long)i * w, w * sizeof(float));
+                row[w + 1] = 0;
+            }
+            memset(dst + (h + 1) * wp, 0, wp * sizeof(float));
+        }
+    }
+}
+
+/* Forward for VPR vectors per row (w = 16 VPR) and CB output channels per register block:
+ * CB * VPR accumulators stay in registers while every (ci, i, j) tap is applied. */
+#define FORWARD_KERNEL(NAME, TARGET, VPR, CB)                                                        \
+__attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n, int h,              \
+        const float *wt, int cout, float *y, int accumulate, int n0, int n1, float *scratch) {       \
+    const int w = 16 * VPR;                                                                          \
+    const long wp = w + 2, plane = (long)(h + 2) * wp;                                               \
+    for (int b = n0; b < n1; b++) {                                                                  \
+        pad_images(x, cin, n, h, w, b, b + 1, scratch);                                              \
+        for (int oh = 0; oh < h; oh++) {                                                             \
+            for (int co0 = 0; co0 < cout; co0 += CB) {                                               \
+                const int cb = cout - co0 < CB ? cout - co0 : CB;                                    \
+                v16 acc[CB][VPR];                                                                    \
+                for (int c = 0; c < CB; c++)                                                         \
+                    for (int v = 0; v < VPR; v++) {                                                  \
+                        if (accumulate && c < cb)                                                    \
+                            acc[c][v] = LOAD(y + (((long)(co0 + c) * n + b) * h + oh) * w + 16 * v); \
+                        else                                                                         \
+                            acc[c][v] = (v16){0};                                                    \
+                    }                                                                                \
+                for (int ci = 0; ci < cin; ci++) {                                                   \
+                    const float *base = scratch + (long)ci * plane + (long)oh * wp;                  \
+                    for (int i = 0; i < 3; i++) {                                                    \
+                        const float *row = base + i * wp;                                            \
+                        v16 xs[3][VPR];                                                              \
+                        for (int j = 0; j < 3; j++)                                                  \
+                            for (int v = 0; v < VPR; v++) xs[j][v] = LOAD(row + j + 16 * v);         \
+                        for (int c = 0; c < CB; c++) {                                               \
+                            const float *k = wt + (((long)(co0 + (c < cb ? c : 0)) * cin + ci) * 3 + i) * 3; \
+                            for (int j = 0; j < 3; j++) {                                            \
+                                const float kv = k[j];                                               \
+                                for (int v = 0; v < VPR; v++) acc[c][v] += xs[j][v] * kv;            \
+                            }                                                                        \
+                        }                                                                            \
+                    }                                                                                \
+                }                                                                                    \
+                for (int c = 0; c < cb; c++)                                                         \
+                    for (int v = 0; v < VPR; v++)                                                    \
+                        STORE(y + (((long)(co0 + c) * n + b) * h + oh) * w + 16 * v, acc[c][v]);     \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+}
+
+/* Weight gradient: for CB output channels and one (ci, i), 3 * CB vector accumulators over the
+ * rows of a block of images (kept in L2 across the channel loops), added to acc in memory. */
+#define WGRAD_KERNEL(NAME, TARGET, VPR, CB)                                                          \
+__attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n, int h,              \
+        const float *dy, int cout, float *accm, int n0, int n1, float *scratch) {                    \
+    const int w = 16 * VPR;                                                                          \
+    const long wp = w + 2, plane = (long)(h + 2) * wp;                                               \
+    /* images per block: about 256 KB of dy and xp rows */                                           \
+    int blk = mcl_dconv_block_images(cin, cout, h, w);                                               \
+    for (int b0 = n0; b0 < n1; b0 += blk) {                                                          \
+        const int b1 = b0 + blk < n1 ? b0 + blk : n1;                                                \
+        pad_images(x, cin, n, h, w, b0, b1, scratch);                                                \
+        for (int co0 = 0; co0 < cout; co0 += CB) {                                                   \
+            const int cb = cout - co0 < CB ? cout - co0 : CB;                                        \
+            for (int ci = 0; ci < cin; ci++) {                                                       \
+                for (int i = 0; i < 3; i++) {                                                        \
+                    v16 acc[CB][3];                                                                  \
+                    for (int c = 0; c < CB; c++)                                                     \
+                        for (int j = 0; j < 3; j++) acc[c][j] = (v16){0};                            \
+                    for (int b = b0; b < b1; b++) {                                                  \
+                        const float *xb = scratch + ((long)(b - b0) * cin + ci) * plane + (long)i * wp; \
+                        for (int oh = 0; oh < h; oh++) {                                             \
+                            const float *row = xb + (long)oh * wp;                                   \
+                            v16 xs[3][VPR];                                                          \
+                            for (int j = 0; j < 3; j++)                                              \
+                                for (int v = 0; v < VPR; v++) xs[j][v] = LOAD(row + j + 16 * v);     \
+                            for (int c = 0; c < CB; c++) {                                           \
+                                const int co = co0 + (c < cb ? c : 0);                               \
+                                const float *g = dy + (((long)co * n + b) * h + oh) * w;             \
+                                for (int v = 0; v < VPR; v++) {                                      \
+                                    const v16 gv = LOAD(g + 16 * v);                                 \
+                                    for (int j = 0; j < 3; j++) acc[c][j] += gv * xs[j][v];          \
+                                }                                                                    \
+                            }                                                                        \
+                        }                                                                            \
+                    }                                                                                \
+                    for (int c = 0; c < cb; c++)                                                     \
+                        for (int j = 0; j < 3; j++) {                                                \
+                            float *dst = accm + ((((long)(co0 + c) * cin + ci) * 3 + i) * 3 + j) * 16; \
+                            STORE(dst, LOAD(dst) + acc[c][j]);                                       \
+                        }                                                                            \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+}
+
+FORWARD_KERNEL(fwd512_1, "avx512f", 1, 16)
+FORWARD_KERNEL(fwd512_2, "avx512f", 2, 8)
+FORWARD_KERNEL(fwd2_1, "avx2,fma", 1, 4)
+FORWARD_KERNEL(fwd2_2, "avx2,fma", 2, 2)
+WGRAD_KERNEL(wg512_1, "avx512f", 1, 8)
+WGRAD_KERNEL(wg512_2, "avx512f", 2, 8)
+WGRAD_KERNEL(wg2_1, "avx2,fma", 1, 2)
+WGRAD_KERNEL(wg2_2, "avx2,fma", 2, 2)
+
+static int isa = -1;
+
+void mcl_dconv_force_isa(int level) {
+    isa = -1;
+    int found = mcl_dconv_isa();
+    isa = level < found ? level : found;
+}
+
+/* MCL_DIRECT_CONV_ISA=avx2 forces the AVX2 kernels on an AVX-512 machine (to test them). */
+int mcl_dconv_isa(void) {
+    if (isa >= 0) return isa;
+    __builtin_cpu_init();
+    int found = 0;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) found = 1;
+    if (found && __builtin_cpu_supports("avx512f")) found = 2;
+    const char *force = getenv("MCL_DIRECT_CONV_ISA");
+    if (force && strcmp(force, "avx2") == 0 && found >= 1) found = 1;
+    isa = found;
+    return isa;
+}
+
+void mcl_dconv_forward(const float *x, int cin, int n, int h, int w, const float *wt, int cout,
+                       float *y, int accumulate, int n0, int n1, float *scratch) {
+    const int isa = mcl_dconv_isa();
+    if (isa == 2) {
+        if (w == 16) fwd512_1(x, cin, n, h, wt, cout, y, accumulate, n0, n1, scratch);
+        else fwd512_2(x, cin, n, h, wt, cout, y, accumulate, n0, n1, scratch);
+    } else {
+        if (w == 16) fwd2_1(x, cin, n, h, wt, cout, y, accumulate, n0, n1, scratch);
+        else fwd2_2(x, cin, n, h, wt, cout, y, accumulate, n0, n1, scratch);
+    }
+}
+
+void mcl_dconv_weight_grad(const float *x, int cin, int n, int h, int w, const float *dy, int cout,
+                           float *acc, int n0, int n1, float *scratch) {
+    const int isa = mcl_dconv_isa();
+    if (isa == 2) {
+        if (w == 16) wg512_1(x, cin, n, h, dy, cout, acc, n0, n1, scratch);
+        else wg512_2(x, cin, n, h, dy, cout, acc, n0, n1, scratch);
+    } else {
+        if (w == 16) wg2_1(x, cin, n, h, dy, cout, acc, n0, n1, scratch);
+        else wg2_2(x, cin, n, h, dy, cout, acc, n0, n1, scratch);
+    }
+}
+
+void mcl_dconv_reduce(const float *acc, int count, float *dw) {
+    for (int k = 0; k < count; k++) {
+        float s = 0;
+        for (int l = 0; l < 16; l++) s += acc[(long)k * 16 + l];
+        dw[k] += s;
+    }
+}

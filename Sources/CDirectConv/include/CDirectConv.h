@@ -1,0 +1,35 @@
+#ifndef MCL_CDIRECTCONV_H
+#define MCL_CDIRECTCONV_H
+/* Direct 3x3, stride-1, pad-1 convolution kernels for CNHW activations ([C][N][H][W]) whose
+ * rows are 16 or 32 floats wide: the small-channel layers of the CIFAR ResNets, where im2col +
+ * GEMM and Winograd's 16 small GEMMs reach a fraction of the FMA peak (docs/performance.md).
+ *
+ * Written in C because Swift cannot compile one function for AVX-512 and another for AVX2 in the
+ * same binary and pick one at run time: each kernel here is compiled twice with GCC/Clang
+ * vector extensions under `__attribute__((target(...)))` and `mcl_dconv_isa` chooses.
+ *
+ * The kernels pad each image (or block of images) of their input by one zero pixel into a
+ * per-thread `scratch` buffer that stays in cache, so that the inner loops have no border branches. */
+
+/* 2 = AVX-512F, 1 = AVX2 + FMA, 0 = neither (the caller keeps its other algorithms). */
+int mcl_dconv_isa(void);
+/* Uses the kernels of `level` (at most what the CPU has) from now on: tests of the AVX2 kernels. */
+void mcl_dconv_force_isa(int level);
+
+/* Images per block of the weight gradient (its scratch holds that many padded images). */
+int mcl_dconv_block_images(int cin, int cout, int h, int w);
+
+/* y[co][n][oh][ow] (= or +=) sum_{ci,i,j} wt[co][ci][i][j] xp[ci][n][oh+i][ow+j], images [n0, n1),
+ * xp = x padded by one zero pixel. w must be 16 or 32; scratch holds cin*(h+2)*(w+2) floats. */
+void mcl_dconv_forward(const float *x, int cin, int n, int h, int w, const float *wt, int cout,
+                       float *y, int accumulate, int n0, int n1, float *scratch);
+
+/* acc[co][ci][i][j][16] += lanes of sum over images [n0, n1) of dy[co][n][oh][ow] xp[ci][n][oh+i][ow+j];
+ * the 16 lanes of acc are summed by the caller (`mcl_dconv_reduce`). acc holds cout*cin*9*16 floats,
+ * scratch mcl_dconv_block_images(...) * cin*(h+2)*(w+2). */
+void mcl_dconv_weight_grad(const float *x, int cin, int n, int h, int w, const float *dy, int cout,
+                           float *acc, int n0, int n1, float *scratch);
+
+/* dw[k] += sum of the 16 lanes of acc[k][16], k < count. */
+void mcl_dconv_reduce(const float *acc, int count, float *dw);
+#endif

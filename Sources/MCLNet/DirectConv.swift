@@ -1,0 +1,82 @@
+import Foundation
+import MCLCore
+import CDirectConv
+
+/// Direct 3x3, stride-1, pad-1 convolution for rows of 16 or 32 pixels and few channels
+/// (`Sources/CDirectConv`: AVX-512 or AVX2 kernels chosen at run time).
+///
+/// Forward: `Y[co, n, oh, ow] = sum_{ci, i, j} W[co, ci, i, j] Xp[ci, n, oh + i, ow + j]` with `Xp`
+/// the input padded by one zero pixel; the kernel keeps a block of output channels x a row in
+/// registers and applies all 9 Cin taps to it. dX is the same kernel on the padded dY with the
+/// transposed, flipped weights `W'[ci, co, i, j] = W[co, ci, 2 - i, 2 - j]`. dW accumulates
+/// `dY[co, n, oh, :] * Xp[ci, n, oh + i, j:j + w]` in vector registers over blocks of images
+/// and sums the 16 lanes at the end. Images are split across the rank's threads; each thread keeps
+/// its own dW partial sums, added in thread order, so results repeat at a given thread count.
+///
+/// At width 16 the 32x32 layers have 16 channels: im2col + GEMM multiplies 16 x 144 by 144 x 65536
+/// and Winograd does 16 GEMMs of 16 x 16 x tiles, shapes where GEMM libraries reach 15-35% of the
+/// FMA peak (docs/performance.md). `MCL_DIRECT_CONV=0` switches this path off.
+public enum DirectConv {
+    /// 2 = AVX-512, 1 = AVX2 + FMA, 0 = not available.
+    public static var isa: Int { Int(mcl_dconv_isa()) }
+    /// Restricts the kernels to `level` (tests of the AVX2 kernels on an AVX-512 machine).
+    public static func force(isa level: Int) { mcl_dconv_force_isa(Int32(level)) }
+    nonisolated(unsafe) public static var enabled = ProcessInfo.processInfo.environment["MCL_DIRECT_CONV"] != "0"
+    /// Most input or output channels for the direct path (beyond it Winograd's GEMMs are efficient).
+    nonisolated(unsafe) public static var maxChannels =
+        Int(ProcessInfo.processInfo.environment["MCL_DIRECT_CONV_MAX_CHANNELS"] ?? "") ?? 32
+
+    public static var isaName: String { ["none", "avx2", "avx512"][isa] }
+
+    static func applies(kernel: Int, stride: Int, pad: Int, cin: Int, cout: Int, w: Int) -> Bool {
+        enabled && isa > 0 && kernel == 3 && stride == 1 && pad == 1 && (w == 16 || w == 32)
+            && cin <= maxChannels && cout <= maxChannels
+    }
+
+    /// `y = conv(x, weights)` (or `y +=` with `accumulate`); weights OIHW `[cout][cin][3][3]`.
+    static func forward(_ x: UnsafePointer<Float>, cin: Int, n: Int, h: Int, w: Int, weights: UnsafePointer<Float>, cout: Int,
+                        _ y: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace) {
+        let t = max(1, min(Threads.count, n))
+        let per = (n + t - 1) / t, scratchFloats = cin * (h + 2) * (w + 2)
+        let scratch = ws.get("dconv.scratch", t * scratchFloats)
+        Threads.parallelFor(t) { k in
+            let s = k * per, e = min(n, s + per)
+            if s < e {
+                mcl_dconv_forward(x, Int32(cin), Int32(n), Int32(h), Int32(w), weights, Int32(cout), y,
+                                  accumulate ? 1 : 0, Int32(s), Int32(e), scratch + k * scratchFloats)
+            }
+        }
+    }
+
+    /// `dx = conv(dy, W')` (or `dx +=`), `W'` the transposed, flipped kernel.
+    static func dataGradient(_ dy: UnsafePointer<Float>, cout: Int, n: Int, h: Int, w: Int, weights: UnsafePointer<Float>, cin: Int,
+                             _ dx: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace) {
+        let wt = ws.get("dconv.wt", cin * cout * 9)
+        for co in 0..<cout {
+            for ci in 0..<cin {
+                for k in 0..<9 { wt[(ci * cout + co) * 9 + k] = weights[(co * cin + ci) * 9 + (8 - k)] }
+            }
+        }
+        forward(dy, cin: cout, n: n, h: h, w: w, weights: wt, cout: cin, dx, accumulate: accumulate, ws: ws)
+    }
+
+    /// `dw += dL/dW` of `y = conv(x, W)` given `dy`.
+    static func weightGradient(_ x: UnsafePointer<Float>, cin: Int, n: Int, h: Int, w: Int, dy: UnsafePointer<Float>, cout: Int,
+                               dw: UnsafeMutablePointer<Float>, ws: Workspace) {
+        let t = max(1, min(Threads.count, n))
+        let count = cout * cin * 9
+        let acc = ws.get("dconv.acc", t * count * 16)
+        let scratchFloats = Int(mcl_dconv_block_images(Int32(cin), Int32(cout), Int32(h), Int32(w))) * cin * (h + 2) * (w + 2)
+        let scratch = ws.get("dconv.scratch", t * scratchFloats)
+        memset(acc, 0, t * count * 16 * MemoryLayout<Float>.stride)
+        let per = (n + t - 1) / t
+        Threads.parallelFor(t) { k in
+            let s = k * per, e = min(n, s + per)
+            if s < e {
+                mcl_dconv_weight_grad(x, Int32(cin), Int32(n), Int32(h), Int32(w), dy, Int32(cout), acc + k * count * 16,
+                                      Int32(s), Int32(e), scratch + k * scratchFloats)
+            }
+        }
+        for k in 0..<t { mcl_dconv_reduce(acc + k * count * 16, Int32(count), dw) }
+    }
+}
