@@ -60,10 +60,11 @@ public final class BatchNorm2d: @unchecked Sendable {
                     let k = xc[0]
                     var a1 = 0.0, a2 = 0.0
                     var i = 0
+                    let kv = SIMD8<Float>(repeating: k)
                     while i + 64 <= m {
-                        var f1: Float = 0, f2: Float = 0
-                        for t in 0..<64 { let d = xc[i + t] - k; f1 += d; f2 += d * d }
-                        a1 += Double(f1); a2 += Double(f2); i += 64
+                        var f1 = SIMD8<Float>(), f2 = SIMD8<Float>()
+                        for t in stride(from: 0, to: 64, by: 8) { let d = load8(xc + i + t) - kv; f1 += d; f2 += d * d }
+                        a1 += Double(f1.sum()); a2 += Double(f2.sum()); i += 64
                     }
                     while i < m { let d = Double(xc[i] - k); a1 += d; a2 += d * d; i += 1 }
                     let mu = a1 / Double(m)
@@ -84,9 +85,9 @@ public final class BatchNorm2d: @unchecked Sendable {
                 var i = 0
                 // A float sum per block of 64 values (vectorised), accumulated in double across blocks.
                 while i + 64 <= m {
-                    var f: Float = 0
-                    for t in 0..<64 { f += xc[i + t] }
-                    acc += Double(f); i += 64
+                    var f = SIMD8<Float>()
+                    for t in stride(from: 0, to: 64, by: 8) { f += load8(xc + i + t) }
+                    acc += Double(f.sum()); i += 64
                 }
                 while i < m { acc += Double(xc[i]); i += 1 }
                 sp[c] = acc
@@ -107,10 +108,11 @@ public final class BatchNorm2d: @unchecked Sendable {
                 let mu = Float(meanD[c])
                 var acc = 0.0
                 var i = 0
+                let muv = SIMD8<Float>(repeating: mu)
                 while i + 64 <= m {
-                    var f: Float = 0
-                    for t in 0..<64 { let d = xc[i + t] - mu; f += d * d }
-                    acc += Double(f); i += 64
+                    var f = SIMD8<Float>()
+                    for t in stride(from: 0, to: 64, by: 8) { let d = load8(xc + i + t) - muv; f += d * d }
+                    acc += Double(f.sum()); i += 64
                 }
                 while i < m { let d = Double(xc[i]) - meanD[c]; acc += d * d; i += 1 }
                 sp[c] = acc
@@ -187,14 +189,21 @@ public final class BatchNorm2d: @unchecked Sendable {
                 let mu = meanL[c], inv = invL[c]
                 if let reluOut {
                     let r = reluOut + c * m
-                    for i in 0..<m where r[i] <= 0 { dc[i] = 0 }
+                    var i = 0
+                    while i + 8 <= m {
+                        let masked = load8(dc + i).replacing(with: 0, where: load8(r + i) .<= 0)
+                        UnsafeMutableRawPointer(dc + i).storeBytes(of: masked, as: SIMD8<Float>.self)
+                        i += 8
+                    }
+                    while i < m { if r[i] <= 0 { dc[i] = 0 }; i += 1 }
                 }
                 var sd = 0.0, sdx = 0.0
                 var i = 0
+                let muv = SIMD8<Float>(repeating: mu)
                 while i + 64 <= m {
-                    var f: Float = 0, g: Float = 0
-                    for t in 0..<64 { let d = dc[i + t]; f += d; g += d * (xc[i + t] - mu) }
-                    sd += Double(f); sdx += Double(g); i += 64
+                    var f = SIMD8<Float>(), g = SIMD8<Float>()
+                    for t in stride(from: 0, to: 64, by: 8) { let d = load8(dc + i + t); f += d; g += d * (load8(xc + i + t) - muv) }
+                    sd += Double(f.sum()); sdx += Double(g.sum()); i += 64
                 }
                 while i < m { sd += Double(dc[i]); sdx += Double(dc[i]) * Double(xc[i] - mu); i += 1 }
                 sp[2 * c] = sd
@@ -222,4 +231,16 @@ public final class BatchNorm2d: @unchecked Sendable {
             }
         }
     }
+}
+
+/// Eight floats from an unaligned address (the reductions above sum 8 lanes at a time: Swift does
+/// not reassociate a scalar float sum, which would leave it one dependent add per element).
+@inline(__always)
+func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always)
+func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
 }
