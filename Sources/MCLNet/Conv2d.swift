@@ -15,7 +15,7 @@ public final class Conv2d: @unchecked Sendable {
     let store: ParameterStore
     let wOffset: Int
     /// im2col chunks are capped at this many floats (bounds scratch memory independent of batch).
-    nonisolated(unsafe) public static var colBudget = 12 * 1024 * 1024
+    nonisolated(unsafe) public static var colBudget = Int(ProcessInfo.processInfo.environment["MCL_COL_BUDGET"] ?? "") ?? 12 * 1024 * 1024
     /// Batch-partition-invariant forward: one GEMM per image (and per row in Linear), so an
     /// image's activations are bitwise the same whatever batch or rank shard it is computed in.
     /// OpenBLAS's result for a column depends on where the column falls in the call's N
@@ -245,14 +245,26 @@ public final class Conv2d: @unchecked Sendable {
                         for ow in lo..<hi { o[ow] = shifted[ow] }
                         for ow in hi..<wo { o[ow] = 0 }
                     } else {
-                        for ow in 0..<wo {
-                            let iw = ow * s - p + j
-                            o[ow] = (iw >= 0 && iw < w) ? src[iw] : 0
-                        }
+                        // valid ow: 0 <= ow*s - p + j < w, i.e. ceil((p-j)/s) <= ow < ceil((w+p-j)/s)
+                        let (lo, hi) = Conv2d.validRange(wo: wo, w: w, s: s, offset: j - p)
+                        for ow in 0..<lo { o[ow] = 0 }
+                        let shifted = src + (j - p)
+                        for ow in lo..<hi { o[ow] = shifted[ow * s] }
+                        for ow in hi..<wo { o[ow] = 0 }
                     }
                 }
             }
         }
+    }
+
+    /// The output columns `lo..<hi` whose input column `ow * s + offset` lies in `0..<w`.
+    @inline(__always)
+    static func validRange(wo: Int, w: Int, s: Int, offset: Int) -> (Int, Int) {
+        // ceil(a / s) for a possibly negative a
+        func ceilDiv(_ a: Int) -> Int { a >= 0 ? (a + s - 1) / s : -((-a) / s) }
+        let lo = max(0, min(wo, ceilDiv(-offset)))
+        let hi = max(lo, min(wo, ceilDiv(w - offset)))
+        return (lo, hi)
     }
 
     /// dx[ci][n][ih][iw] += sum over (i,j,oh,ow) hitting it of col[(ci,i,j)][(n-n0,oh,ow)].
@@ -278,10 +290,9 @@ public final class Conv2d: @unchecked Sendable {
                                     for ow in 0..<(hi - lo) { dd[ow] += c[lo + ow] }
                                 }
                             } else {
-                                for ow in 0..<wo {
-                                    let iw = ow * s - p + j
-                                    if iw >= 0 && iw < w { d[iw] += c[ow] }
-                                }
+                                let (lo, hi) = Conv2d.validRange(wo: wo, w: w, s: s, offset: j - p)
+                                let dd = d + (j - p)
+                                for ow in lo..<hi { dd[ow * s] += c[ow] }
                             }
                         }
                     }
