@@ -36,12 +36,7 @@ struct BenchCommand: ParsableCommand {
             guard batch % size == 0 else { throw ValidationError("--batch \(batch) is not divisible by \(size) ranks") }
             if profile {
                 let p = try LayerProfile.run(config: ModelConfig(arch: model, width: width), batch: batch, repeats: steps)
-                if json {
-                    let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
-                    print(String(decoding: try enc.encode(p), as: UTF8.self))
-                } else {
-                    print(p.table)
-                }
+                try emit(p, text: p.table)
                 return 0
             }
             if loss {
@@ -51,25 +46,25 @@ struct BenchCommand: ParsableCommand {
                 let r = LossBenchmark.run(views: views, dim: dim, replicated: replicated, steps: steps,
                                           comm: comm ?? LocalCommunicator())
                 if let comm, !comm.isRoot { return 0 }
-                if json {
-                    let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
-                    print(String(decoding: try enc.encode(r), as: UTF8.self))
-                } else {
-                    print(r.summary)
-                }
+                try emit(r, text: r.summary)
                 return 0
             }
             let reduce: ((UnsafeMutablePointer<Float>, Int) -> Void)? = comm.map { c in { p, n in c.allreduceSum(p, count: n) } }
             let r = try TrainBenchmark.run(config: ModelConfig(arch: model, width: width), batch: batch, steps: steps,
                                            warmup: warmup, inference: inference, ranks: size, allreduce: reduce)
             if let comm, !comm.isRoot { return 0 }
-            if json {
-                let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
-                print(String(decoding: try enc.encode(r), as: UTF8.self))
-            } else {
-                print(r.summary)
-            }
+            try emit(r, text: r.summary)
             return 0
+        }
+    }
+
+    /// Prints `value` as one JSON line with `--json`, else `text`.
+    func emit<T: Encodable>(_ value: T, text: String) throws {
+        if json {
+            let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+            print(String(decoding: try enc.encode(value), as: UTF8.self))
+        } else {
+            print(text)
         }
     }
 }
