@@ -73,8 +73,7 @@ enum Similarity {
     /// `dU = H U` (`H = G + G^T`, all rows).
     static func backward(_ h: UnsafePointer<Float>, _ u: UnsafePointer<Float>, views: Int, dim: Int,
                          into du: UnsafeMutablePointer<Float>) {
-        sgemm(transA: false, transB: false, m: views, n: dim, k: views, a: h, lda: views, b: u, ldb: dim,
-              beta: 0, c: du, ldc: dim)
+        rowTerm(h, u, views: views, dim: dim, rows: views, into: du)
     }
 
     /// The row term of a block of rows: `A = G_R U` (`G_R` is `[rows, views]`).

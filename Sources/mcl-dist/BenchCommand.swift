@@ -36,6 +36,7 @@ struct BenchCommand: ParsableCommand {
             guard batch % size == 0 else { throw ValidationError("--batch \(batch) is not divisible by \(size) ranks") }
             if profile {
                 let p = try LayerProfile.run(config: ModelConfig(arch: model, width: width), batch: batch, repeats: steps)
+                if let comm, !comm.isRoot { return 0 }
                 try emit(p, text: p.table)
                 return 0
             }
