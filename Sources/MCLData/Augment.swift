@@ -292,8 +292,20 @@ public struct AugmentOptions: Sendable, Equatable {
     public var saturation: Double = 0.4
     public var hue: Double = 0.1
     public var grayscaleProbability: Double = 0.2
+    /// > 0: instead of the resized crop, torchvision's `RandomCrop(side, padding: padCrop)`: the
+    /// image is zero-padded by this many pixels on every side and a side x side window is taken at
+    /// a uniform offset in 0...2 padCrop per axis (the standard CIFAR recipe uses 4).
+    public var padCrop: Int = 0
 
     public init() {}
+
+    /// The standard supervised CIFAR recipe: random crop with 4-pixel zero padding and a
+    /// horizontal flip with probability 1/2; no colour jitter, no grayscale.
+    public static var cifarStandard: AugmentOptions {
+        var o = AugmentOptions()
+        o.randomCrop = false; o.padCrop = 4; o.jitterProbability = 0; o.grayscaleProbability = 0
+        return o
+    }
 
     public static let standard = AugmentOptions()
 
@@ -335,6 +347,9 @@ public struct ViewParams: Sendable, Equatable {
     public var cropAttempts: Int
     public var jitter: JitterParams?
     public var grayscale: Bool
+    /// The zero padding of a padded random crop (`AugmentOptions.padCrop`); `crop.top`/`crop.left`
+    /// are then the window's offset in the padded image (0...2 padding).
+    public var padding: Int = 0
 }
 
 public enum Augment {
@@ -388,6 +403,11 @@ public enum Augment {
             let h = (rotation % 2 == 0) ? height : width, w = (rotation % 2 == 0) ? width : height
             (crop, cs, clr, attempts) = randomResizedCropParams(height: h, width: w, scale: o.cropScale, ratio: o.cropRatio, rng: &rng)
         }
+        var padding = 0
+        if !o.randomCrop && o.padCrop > 0 {
+            padding = o.padCrop
+            crop = CropBox(top: rng.nextInt(2 * padding + 1), left: rng.nextInt(2 * padding + 1), height: height, width: width)
+        }
         var jitter: JitterParams? = nil
         if o.jitterProbability > 0 && rng.nextDouble() < o.jitterProbability {
             var order = [0, 1, 2, 3]
@@ -400,7 +420,7 @@ public enum Augment {
         }
         let gray = o.grayscaleProbability > 0 && rng.nextDouble() < o.grayscaleProbability
         return ViewParams(rotation: rotation, flip: flip, crop: crop, cropScaleDraw: cs, cropLogRatioDraw: clr,
-                          cropAttempts: attempts, jitter: jitter, grayscale: gray)
+                          cropAttempts: attempts, jitter: jitter, grayscale: gray, padding: padding)
     }
 
     /// The flip before rotation equivalent to the variant's flip after rotation.
@@ -420,7 +440,23 @@ public enum Augment {
         let n = side * side
         let pf = preFlip(v.flip, rotation: v.rotation, variant: variant)
         let c = v.crop
-        if c.top == 0 && c.left == 0 && c.height == side && c.width == side {
+        if v.padding > 0 {
+            // Padded random crop: dst(y, x) = oriented(y + top - p, x + left - p), zero outside.
+            ImageKernels.orient(src: src, channels: 3, side: side, rotation: v.rotation, preFlip: pf, dst: scratch)
+            let dy = c.top - v.padding, dx = c.left - v.padding
+            for ch in 0..<3 {
+                for y in 0..<side {
+                    let sy = y + dy
+                    let row = dst + (ch * side + y) * side
+                    guard sy >= 0 && sy < side else { row.update(repeating: 0, count: side); continue }
+                    let srow = scratch + (ch * side + sy) * side
+                    for x in 0..<side {
+                        let sx = x + dx
+                        row[x] = (sx >= 0 && sx < side) ? srow[sx] : 0
+                    }
+                }
+            }
+        } else if c.top == 0 && c.left == 0 && c.height == side && c.width == side {
             ImageKernels.orient(src: src, channels: 3, side: side, rotation: v.rotation, preFlip: pf, dst: dst)
         } else {
             ImageKernels.orient(src: src, channels: 3, side: side, rotation: v.rotation, preFlip: pf, dst: scratch)

@@ -6,9 +6,10 @@ import MCLCore
 public struct TrainBatch: Sendable {
     public let epoch: Int
     public let step: Int
-    /// [2 * localPairs, 3, H, W] (NCHW): views 2p and 2p+1 are the two augmentations of pair p.
+    /// [V * localPairs, 3, H, W] (NCHW), V = `BatchLoader.viewsPerPair`: with V = 2 views 2p and
+    /// 2p+1 are the two augmentations of pair p; with V = 1 view p is pair p's one augmentation.
     public var views: [Float]
-    /// Main label y (class) and auxiliary label r (rotation index) of every view ([2 * localPairs]).
+    /// Main label y (class) and auxiliary label r (rotation index) of every view ([V * localPairs]).
     public var main: [Int32]
     public var aux: [Int32]
     /// Index of this rank's first pair within the global batch (rank * B / W).
@@ -51,6 +52,9 @@ public final class BatchLoader: @unchecked Sendable {
     /// Threads used to render one batch (1 = the background queue alone).
     public let workers: Int
     public let stepsPerEpoch: Int
+    /// Augmented views of every (image, rotation) pair: 2 for the contrastive objectives, 1 for
+    /// the cross-entropy ones.
+    public let viewsPerPair: Int
 
     /// Pairs per rank, B / W.
     public var localPairs: Int { globalBatch / worldSize }
@@ -65,7 +69,9 @@ public final class BatchLoader: @unchecked Sendable {
     private let queue = DispatchQueue(label: "mcl-dist.batch-loader", qos: .userInitiated)
 
     public init(dataset: PackedDataset, globalBatch: Int, rotations: Int, rank: Int = 0, worldSize: Int = 1,
-                seed: UInt64, augment: AugmentOptions = .standard, prefetch: Int = 2, workers: Int = 1) throws {
+                seed: UInt64, augment: AugmentOptions = .standard, prefetch: Int = 2, workers: Int = 1,
+                viewsPerPair: Int = 2) throws {
+        guard viewsPerPair == 1 || viewsPerPair == 2 else { throw DataError("views per pair must be 1 or 2, got \(viewsPerPair)") }
         guard rotations == 1 || rotations == 4 else {
             throw DataError("rotations must be 1 (auxiliary task off) or 4 (0/90/180/270), got \(rotations)")
         }
@@ -94,6 +100,7 @@ public final class BatchLoader: @unchecked Sendable {
         self.prefetch = max(0, prefetch)
         self.workers = max(1, workers)
         self.stepsPerEpoch = steps
+        self.viewsPerPair = viewsPerPair
     }
 
     /// The epoch's permutation of base images (pure function of seed and epoch).
@@ -153,16 +160,16 @@ public final class BatchLoader: @unchecked Sendable {
         let pairs = localPairs
         let offset = globalPairOffset
         var base = [Int](repeating: 0, count: pairs)
-        var main = [Int32](repeating: 0, count: 2 * pairs)
-        var aux = [Int32](repeating: 0, count: 2 * pairs)
+        let V = viewsPerPair
+        var main = [Int32](repeating: 0, count: V * pairs)
+        var aux = [Int32](repeating: 0, count: V * pairs)
         for p in 0..<pairs {
             let g = offset + p
             let img = perm[step * imagesPerBatch + g / rotations]
             base[p] = img
-            main[2 * p] = dataset.labels[img]; main[2 * p + 1] = dataset.labels[img]
-            aux[2 * p] = Int32(g % rotations); aux[2 * p + 1] = Int32(g % rotations)
+            for v in 0..<V { main[V * p + v] = dataset.labels[img]; aux[V * p + v] = Int32(g % rotations) }
         }
-        var views = [Float](repeating: 0, count: 2 * pairs * per)
+        var views = [Float](repeating: 0, count: V * pairs * per)
         let ds = dataset, opts = augment, rots = rotations, seed = self.seed, baseIdx = base
         views.withUnsafeMutableBufferPointer { vb in
             nonisolated(unsafe) let out = vb.baseAddress!
@@ -172,11 +179,11 @@ public final class BatchLoader: @unchecked Sendable {
                 for p in lo..<hi {
                     let g = offset + p
                     let src = ds.image(baseIdx[p]).baseAddress!
-                    for v in 0..<2 {
+                    for v in 0..<V {
                         var rng = SplitMix64(seed: seed, StreamTag.view, UInt64(epoch), UInt64(step), UInt64(g), UInt64(v))
                         let params = Augment.drawParams(rotation: g % rots, options: opts, height: side, width: side, rng: &rng)
                         Augment.render(src: src, side: side, params: params, variant: opts.flipVariant,
-                                       dst: out + (2 * p + v) * per, scratch: scratch)
+                                       dst: out + (V * p + v) * per, scratch: scratch)
                     }
                 }
             }

@@ -18,6 +18,9 @@ public struct EvalRow: Codable, Sendable, Equatable {
     public var aggregation: String
     public var accuracy: Double
     public var ood: [OODEntry]
+    /// A post-hoc scorer's row ("msp", "odin T=1000 eps=0.0014", "mahalanobis", "rotation");
+    /// nil for the SEI rows.
+    public var method: String? = nil
     public init(views: Int, aggregation: String, accuracy: Double, ood: [OODEntry]) {
         self.views = views
         self.aggregation = aggregation
@@ -26,7 +29,7 @@ public struct EvalRow: Codable, Sendable, Equatable {
     }
 
     /// "1-way", "4-way avg", ...
-    public var label: String { aggregation == "none" ? "\(views)-way" : "\(views)-way \(aggregation)" }
+    public var label: String { method ?? (aggregation == "none" ? "\(views)-way" : "\(views)-way \(aggregation)") }
 }
 
 /// The evaluation report, laid out like the paper's Table 6 (rows = SEI way x aggregation;
@@ -77,8 +80,9 @@ public struct EvalReport: Codable, Sendable, Equatable {
             rule += "---:|---:|---:|---:|"
         }
         s += head + "\n" + rule + "\n"
-        for row in rows {
-            var line = "| \(row.views)-way | \(row.aggregation == "none" ? "-" : row.aggregation) | \(Self.fmt(row.accuracy)) |"
+        let methods = rows.filter { $0.method != nil }
+        func metricCells(_ row: EvalRow) -> String {
+            var line = ""
             for set in oodSets {
                 if let m = row.ood.first(where: { $0.name == set })?.metrics {
                     line += " \(Self.fmt(m.auroc)) | \(Self.fmt(m.fpr95)) | \(Self.fmt(m.auprIn)) | \(Self.fmt(m.auprOut)) |"
@@ -86,7 +90,16 @@ public struct EvalReport: Codable, Sendable, Equatable {
                     line += " - | - | - | - |"
                 }
             }
-            s += line + "\n"
+            return line
+        }
+        for row in rows where row.method == nil {
+            s += "| \(row.views)-way | \(row.aggregation == "none" ? "-" : row.aggregation) | \(Self.fmt(row.accuracy)) |" + metricCells(row) + "\n"
+        }
+        if !methods.isEmpty {
+            s += "\n## Post-hoc scorers\n\nScore higher = in-distribution; accuracy of the scorer's own prediction (the classifier's arg max; Mahalanobis: the nearest class mean).\n\n"
+            s += "| Scorer | Acc ↑ |" + head.dropFirst("| SEI | Aggregation | Acc ↑ |".count) + "\n"
+            s += "|---|---:|" + rule.dropFirst("|---|---|---:|".count) + "\n"
+            for row in methods { s += "| \(row.method!) | \(Self.fmt(row.accuracy)) |" + metricCells(row) + "\n" }
         }
         if !warnings.isEmpty {
             s += "\n## Warnings\n\n" + warnings.map { "- \($0)\n" }.joined()

@@ -174,6 +174,23 @@ public final class BatchNorm2d: @unchecked Sendable {
         }
     }
 
+    /// Input gradient of eval-mode BN (running statistics), in place: dy is masked by
+    /// `reluOut > 0` when the forward was fused with ReLU, then scaled by gamma / sqrt(var + eps).
+    public func backwardEval(dy: UnsafeMutablePointer<Float>, m: Int, reluOut: UnsafePointer<Float>?) {
+        let g = store.values.ptr + gOffset, rv = store.state.ptr + rvOffset
+        let eps = self.eps
+        Threads.parallelFor(channels) { c in
+            let k = g[c] / (rv[c] + eps).squareRoot()
+            let dc = dy + c * m
+            if let reluOut {
+                let r = reluOut + c * m
+                for i in 0..<m { dc[i] = r[i] > 0 ? dc[i] * k : 0 }
+            } else {
+                for i in 0..<m { dc[i] *= k }
+            }
+        }
+    }
+
     /// Backward of train-mode BN (after `forwardTrain` on the same x). If `reluOut` is given, the
     /// forward was fused with ReLU and dy is first masked by `reluOut > 0` (in place).
     /// Writes dx (may alias dy); accumulates dgamma and dbeta.

@@ -31,6 +31,12 @@ public final class Linear: @unchecked Sendable {
               b: store.values.ptr + wOffset, ldb: inFeatures, beta: 1, c: y, ldc: o)
     }
 
+    /// `dx = dy W` (or `+=` with `accumulate`) without touching the parameter gradients.
+    public func backwardInput(n: Int, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, accumulate: Bool = true) {
+        sgemm(transA: false, transB: false, m: n, n: inFeatures, k: outFeatures, a: dy, lda: outFeatures,
+              b: store.values.ptr + wOffset, ldb: inFeatures, beta: accumulate ? 1 : 0, c: dx, ldc: inFeatures)
+    }
+
     public func backward(_ x: UnsafePointer<Float>, n: Int, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, accumulate: Bool = false) {
         let o = outFeatures
         sgemm(transA: true, transB: false, m: o, n: inFeatures, k: n, a: dy, lda: o, b: x, ldb: inFeatures,

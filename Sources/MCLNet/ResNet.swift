@@ -7,9 +7,17 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var width: Int
     public var projectorHidden: Int
     public var projectionDim: Int
+    /// Classes of the linear classifier on the encoder feature (`classifier.weight` [classes, 8w]);
+    /// 0 = no classifier (the contrastive models).
+    public var classes: Int = 0
+    /// A 4-way rotation head on the encoder feature (`rotation_head.weight` [4, 8w]), the auxiliary
+    /// task of Hendrycks et al. (2019).
+    public var rotationHead: Bool = false
 
-    public init(arch: String = "resnet18", width: Int = 64, projectorHidden: Int = 2048, projectionDim: Int = 128) {
+    public init(arch: String = "resnet18", width: Int = 64, projectorHidden: Int = 2048, projectionDim: Int = 128,
+                classes: Int = 0, rotationHead: Bool = false) {
         self.arch = arch; self.width = width; self.projectorHidden = projectorHidden; self.projectionDim = projectionDim
+        self.classes = classes; self.rotationHead = rotationHead
     }
 
     public static let architectures = ["resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3]]
@@ -90,6 +98,27 @@ final class BasicBlock: @unchecked Sendable {
         return out
     }
 
+    /// Eval-mode input gradient (no parameter gradients): dOut (overwritten) -> dX, BatchNorm
+    /// being `x * gamma / sqrt(running_var + eps) + shift` per channel.
+    func backwardInput(dOut: UnsafeMutablePointer<Float>, dX: UnsafeMutablePointer<Float>, ws: Workspace) {
+        let ho = conv1.outSize(h), wo = conv1.outSize(w)
+        let m = n * ho * wo, size = cout * m
+        let t1 = ws.get("grad.t1", size), t2 = ws.get("grad.t2", size)
+        // relu(bn2(c2) + shortcut): mask dOut by the output once; both paths see the masked gradient.
+        Elementwise.reluMask(dOut, out!, size)
+        t1.update(from: dOut, count: size)
+        bn2.backwardEval(dy: t1, m: m, reluOut: nil)
+        conv2.backwardData(t1, n: n, h: ho, w: wo, dx: t2, accumulate: false, ws: ws)
+        bn1.backwardEval(dy: t2, m: m, reluOut: a1!)
+        conv1.backwardData(t2, n: n, h: h, w: w, dx: dX, accumulate: false, ws: ws)
+        if let downConv, let downBN {
+            downBN.backwardEval(dy: dOut, m: m, reluOut: nil)
+            downConv.backwardData(dOut, n: n, h: h, w: w, dx: dX, accumulate: true, ws: ws)
+        } else {
+            Elementwise.add(dX, dOut, size)
+        }
+    }
+
     /// dOut (gradient w.r.t. this block's output; overwritten) -> dX (gradient w.r.t. its input).
     func backward(dOut: UnsafeMutablePointer<Float>, dX: UnsafeMutablePointer<Float>, reducer: StatReducer?, ws: Workspace) {
         let ho = conv1.outSize(h), wo = conv1.outSize(w)
@@ -127,6 +156,8 @@ public final class ResNetModel: @unchecked Sendable {
     let stem: Conv2d, stemBN: BatchNorm2d
     let blocks: [BasicBlock]
     let fc1: Linear, fc2: Linear
+    /// The heads of the supervised models (`ModelConfig.classes`, `.rotationHead`), nil otherwise.
+    let classifier: Linear?, rotationHead: Linear?
     // Saved by forward.
     var n = 0, h = 0, w = 0
     var xin: UnsafeMutablePointer<Float>? = nil
@@ -134,6 +165,9 @@ public final class ResNetModel: @unchecked Sendable {
     public private(set) var feature: UnsafeMutablePointer<Float>? = nil
     var h1: UnsafeMutablePointer<Float>? = nil
     public private(set) var z: UnsafeMutablePointer<Float>? = nil
+    /// The last forward's class logits [n, classes] and rotation logits [n, 4] (with those heads).
+    public private(set) var logits: UnsafeMutablePointer<Float>? = nil
+    public private(set) var rotationLogits: UnsafeMutablePointer<Float>? = nil
     var lastTrain = false
 
     public init(_ config: ModelConfig) throws {
@@ -142,6 +176,9 @@ public final class ResNetModel: @unchecked Sendable {
         let w = config.width
         guard w > 0, config.projectorHidden > 0, config.projectionDim > 0 else {
             throw ModelError("model: width, projector_hidden and projection_dim must be positive")
+        }
+        guard config.classes >= 0 && config.classes != 1 else {
+            throw ModelError("model.classes: expected 0 (no classifier) or at least 2, got \(config.classes)")
         }
         stem = Conv2d(store, "enc.conv1", cin: 3, cout: w, kernel: 3, stride: 1, pad: 1)
         stemBN = BatchNorm2d(store, "enc.bn1", channels: w)
@@ -158,11 +195,18 @@ public final class ResNetModel: @unchecked Sendable {
         self.blocks = blocks
         fc1 = Linear(store, "projector.0", inFeatures: config.featureDim, outFeatures: config.projectorHidden)
         fc2 = Linear(store, "projector.2", inFeatures: config.projectorHidden, outFeatures: config.projectionDim)
+        classifier = config.classes > 0 ? Linear(store, "classifier", inFeatures: config.featureDim, outFeatures: config.classes) : nil
+        rotationHead = config.rotationHead ? Linear(store, "rotation_head", inFeatures: config.featureDim, outFeatures: 4) : nil
         store.finalize()
     }
 
     public var convs: [Conv2d] { [stem] + blocks.flatMap { $0.convs } }
     public var batchNorms: [BatchNorm2d] { [stemBN] + blocks.flatMap { $0.bns } }
+    /// The Linear layers after the encoder: projector, then the heads the model has.
+    var linears: [Linear] { [fc1, fc2] + [classifier, rotationHead].compactMap { $0 } }
+    /// Whether the model has a classifier (and so the post-hoc scorers apply).
+    public var hasClassifier: Bool { classifier != nil }
+    public var hasRotationHead: Bool { rotationHead != nil }
 
     /// SPEC 5 initialisation: block and shortcut convs kaiming-normal (fan_out, relu); the stem
     /// conv and Linear layers PyTorch's default kaiming-uniform(a = sqrt 5), i.e. U(-1/sqrt(fan_in),
@@ -180,7 +224,7 @@ public final class ResNetModel: @unchecked Sendable {
                 for i in 0..<count { conv.weight[i] = Float(rng.nextGaussian() * std) }
             }
         }
-        for lin in [fc1, fc2] {
+        for lin in linears {
             let bound = Float(1.0 / Double(lin.inFeatures).squareRoot())
             for i in 0..<(lin.inFeatures * lin.outFeatures) { p[lin.wOffset + i] = (2 * rng.nextFloat() - 1) * bound }
             for i in 0..<lin.outFeatures { p[lin.bOffset + i] = (2 * rng.nextFloat() - 1) * bound }
@@ -196,7 +240,7 @@ public final class ResNetModel: @unchecked Sendable {
             f += b.flops(n: n, h: hh, w: ww)
             hh = b.conv1.outSize(hh); ww = b.conv1.outSize(ww)
         }
-        return f + fc1.flops(n: n) + fc2.flops(n: n)
+        return f + linears.reduce(0) { $0 + $1.flops(n: n) }
     }
 
     /// Runs the network on `n` NCHW images. In train mode BN uses batch statistics (updating the
@@ -231,21 +275,57 @@ public final class ResNetModel: @unchecked Sendable {
         let z = ws.get("net.z", n * config.projectionDim)
         fc2.forward(h1, n: n, z)
         self.feature = feature; self.h1 = h1; self.z = z
+        if let classifier {
+            let l = ws.get("net.logits", n * classifier.outFeatures)
+            classifier.forward(feature, n: n, l)
+            logits = l
+        }
+        if let rotationHead {
+            let l = ws.get("net.rotlogits", n * 4)
+            rotationHead.forward(feature, n: n, l)
+            rotationLogits = l
+        }
         return (feature, z)
     }
 
-    /// Back-propagates dL/dz (and optionally an extra dL/dfeature) of the last train-mode forward,
-    /// accumulating every parameter's gradient into `store.grads`.
-    public func backward(dZ: UnsafePointer<Float>, dFeature: UnsafePointer<Float>? = nil) {
+    /// Back-propagates the gradients of the last train-mode forward's outputs, accumulating every
+    /// parameter's gradient into `store.grads`: dL/dz (nil: the projector is not in the loss),
+    /// an extra dL/dfeature, and dL/dlogits of the classifier and of the rotation head.
+    public func backward(dZ: UnsafePointer<Float>?, dFeature: UnsafePointer<Float>? = nil,
+                         dLogits: UnsafePointer<Float>? = nil, dRotationLogits: UnsafePointer<Float>? = nil) {
         precondition(lastTrain, "backward needs a train-mode forward")
+        let dfeat = headsBackward(dZ: dZ, dFeature: dFeature, dLogits: dLogits, dRotationLogits: dRotationLogits, weights: true)
+        encoderBackward(dFeature: dfeat)
+    }
+
+    /// dL/dfeature from the projector and the heads (each output's gradient optional); their
+    /// parameter gradients accumulate when `weights`.
+    func headsBackward(dZ: UnsafePointer<Float>?, dFeature: UnsafePointer<Float>?, dLogits: UnsafePointer<Float>?,
+                       dRotationLogits: UnsafePointer<Float>?, weights: Bool) -> UnsafeMutablePointer<Float> {
         let n = self.n
         let hid = config.projectorHidden, fd = config.featureDim
-        let dh1 = ws.get("grad.h1", n * hid)
-        fc2.backward(h1!, n: n, dy: dZ, dx: dh1)
-        Elementwise.reluMask(dh1, h1!, n * hid)
         let dfeat = ws.get("grad.feature", n * fd)
-        fc1.backward(feature!, n: n, dy: dh1, dx: dfeat)
+        dfeat.update(repeating: 0, count: n * fd)
+        if let dZ {
+            let dh1 = ws.get("grad.h1", n * hid)
+            fc2.backward(h1!, n: n, dy: dZ, dx: dh1)
+            Elementwise.reluMask(dh1, h1!, n * hid)
+            fc1.backward(feature!, n: n, dy: dh1, dx: dfeat, accumulate: true)
+        }
+        for (head, dy) in [(classifier, dLogits), (rotationHead, dRotationLogits)] {
+            guard let dy else { continue }
+            guard let head else { preconditionFailure("a gradient for a head the model does not have") }
+            if weights { head.backward(feature!, n: n, dy: dy, dx: dfeat, accumulate: true) }
+            else { head.backwardInput(n: n, dy: dy, dx: dfeat) }
+        }
         if let dFeature { Elementwise.add(dfeat, dFeature, n * fd) }
+        return dfeat
+    }
+
+    /// The encoder's part of `backward`: from dL/dfeature down to the stem's weights.
+    func encoderBackward(dFeature dfeat: UnsafeMutablePointer<Float>) {
+        let n = self.n
+        let fd = config.featureDim
         // Spatial size at the last stage.
         var hh = h, ww = w
         for b in blocks { hh = b.conv1.outSize(hh); ww = b.conv1.outSize(ww) }
@@ -259,5 +339,34 @@ public final class ResNetModel: @unchecked Sendable {
         let m = n * h * w
         stemBN.backward(c0!, m: m, dy: gA, reluOut: a0!, dx: gA, reducer: reducer)
         stem.backward(xin!, n: n, h: h, w: w, dy: gA, dx: nil, ws: ws)
+    }
+
+    /// The gradient of a function of the class logits with respect to the input images, through the
+    /// last eval-mode forward (BatchNorm with its running statistics: an affine map per channel,
+    /// so each layer's input gradient is exact). Parameter gradients are not touched. `dLogits` is
+    /// [n, classes]; returns [n, 3, h, w] (NCHW, as the input). ODIN's perturbation uses it.
+    public func inputGradient(dLogits: UnsafePointer<Float>) -> [Float] {
+        precondition(!lastTrain, "inputGradient needs an eval-mode forward")
+        precondition(classifier != nil, "inputGradient needs a classifier")
+        let n = self.n
+        let dfeat = headsBackward(dZ: nil, dFeature: nil, dLogits: dLogits, dRotationLogits: nil, weights: false)
+        var hh = h, ww = w
+        for b in blocks { hh = b.conv1.outSize(hh); ww = b.conv1.outSize(ww) }
+        let maxSize = config.width * n * h * w
+        var gA = ws.get("grad.A", maxSize), gB = ws.get("grad.B", maxSize)
+        Elementwise.avgPoolBackward(dfeat, c: config.featureDim, n: n, hw: hh * ww, gA)
+        for b in blocks.reversed() {
+            b.backwardInput(dOut: gA, dX: gB, ws: ws)
+            swap(&gA, &gB)
+        }
+        let m = n * h * w
+        stemBN.backwardEval(dy: gA, m: m, reluOut: a0!)
+        let dx = ws.get("grad.input", 3 * m)
+        stem.backwardData(gA, n: n, h: h, w: w, dx: dx, accumulate: false, ws: ws)
+        var out = [Float](repeating: 0, count: 3 * m)
+        out.withUnsafeMutableBufferPointer { o in
+            for b in 0..<n { for ch in 0..<3 { (o.baseAddress! + (b * 3 + ch) * h * w).update(from: dx + (ch * n + b) * h * w, count: h * w) } }
+        }
+        return out
     }
 }

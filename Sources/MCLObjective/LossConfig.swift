@@ -13,6 +13,17 @@ public enum LossKind: String, Sendable, CaseIterable {
     case spa
     /// Masked contrastive learning: `CCM + lambda * SPA`.
     case mcl
+    /// Supervised softmax cross-entropy on a linear classifier (the baseline; `SupervisedRows`).
+    case ce
+    /// Cross-entropy plus a 4-way rotation head (Hendrycks et al. 2019, auxiliary rotation).
+    case ceRotation = "ce-rotation"
+    /// Joint fine-tuning: cross-entropy plus `simclrWeight` x SimCLR (the paper's eq. 36).
+    case ceSimCLR = "ce-simclr"
+
+    /// The objectives with a classifier and a cross-entropy term.
+    public var isSupervised: Bool { self == .ce || self == .ceRotation || self == .ceSimCLR }
+    /// Whether the objective has a contrastive term on the projections (two views per image).
+    public var isContrastive: Bool { self != .ce && self != .ceRotation }
 }
 
 /// Which definition of stochastic positive attraction (SPA) to use (SPEC 3).
@@ -50,6 +61,19 @@ public struct LossConfig: Sendable, Equatable {
     public var floor: Double?
     /// Whether the rotation labels take part in `M(i,k)` and `B+(i)`.
     public var useAux: Bool
+    /// `ce-rotation`: the weight of the rotation head's cross-entropy (Hendrycks et al.: 0.5).
+    public var rotationWeight: Double = 0.5
+    /// `ce-simclr`: lambda of eq. 36, the weight of the SimCLR term (the paper: 0.1).
+    public var simclrWeight: Double = 0.1
+
+    /// The contrastive part of the objective: itself, or SimCLR for `ce-simclr` (nil for `ce`, `ce-rotation`).
+    public var contrastivePart: LossConfig? {
+        switch kind {
+        case .ce, .ceRotation: return nil
+        case .ceSimCLR: var c = self; c.kind = .simclr; return c
+        default: return self
+        }
+    }
 
     public init(kind: LossKind = .mcl, spa: SPAMode = .official, tau: Double = 0.2, alpha: Double = 0.05,
                 beta: Double = 2.0, spaWeight: Double = 1, floor: Double? = 1e-7, useAux: Bool = true) {

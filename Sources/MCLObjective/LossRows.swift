@@ -91,8 +91,10 @@ public final class LossRows {
                     let row = s + local * n
                     g.initialize(repeating: 0, count: n)
                     switch kind {
-                    case .simclr:
+                    case .simclr, .ceSimCLR:
                         cp[local] = ctx.simclr(i, row, m: m, e: e, g: g, weight: 1)
+                    case .ce, .ceRotation:
+                        preconditionFailure("\(kind.rawValue) has no contrastive term")
                     case .supcon:
                         cp[local] = ctx.supcon(i, row, m: m, e: e, g: g, weight: 1)
                     case .ccm, .spa, .mcl:
@@ -158,7 +160,7 @@ public final class LossRows {
         let ccm = totals[0] / Double(views), spa = totals[1] / Double(views)
         let loss: Double
         switch config.kind {
-        case .simclr, .supcon, .ccm: loss = ccm
+        case .simclr, .supcon, .ccm, .ceSimCLR, .ce, .ceRotation: loss = ccm
         case .spa: loss = spa
         case .mcl: loss = ccm + config.spaWeight * spa
         }

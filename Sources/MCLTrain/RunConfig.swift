@@ -18,6 +18,14 @@ public struct RunConfig: Sendable {
     public var dataOOD: [(name: String, path: String)] = []
     public var rotations = 4
     public var flip: FlipVariant = .official
+    /// `data.augment`: nil = by objective (the standard CIFAR crop + flip for `ce` and
+    /// `ce-rotation`, the SimCLR views for the others).
+    public var augment: AugmentRecipe? = nil
+    /// `loss.rotation_labels: false` trains on the R rotated copies without letting the rotation
+    /// enter the masks (the paper's "MCL + DA", Table 5).
+    public var rotationLabels = true
+    /// `train.init`: a checkpoint whose encoder (and projector) weights start the run (fine-tuning).
+    public var initFrom = ""
     public var loss = LossConfig()
     public var batchSize = 1024
     public var epochs = 1
@@ -31,6 +39,10 @@ public struct RunConfig: Sendable {
     public var momentum = 0.9
     public var weightDecay = 1e-6
     public var seiWays = [1, 4, 8]
+    /// The post-hoc scorers of the evaluation (`sei` = the class-conditional Gaussians + SEI).
+    public var scorers: [Scorer] = [.sei]
+    public var odinTemperature = 1000.0
+    public var odinEpsilon = 0.0014
     public var aggregations: [Aggregation] = Aggregation.allCases
     public var feature: EvalFeature = .projection
     public var evalAfterTrain = true
@@ -46,17 +58,26 @@ public struct RunConfig: Sendable {
 
     public init() {}
 
+    /// The augmentation recipe the training views use (`data.augment`, or the objective's).
+    public var augmentRecipe: AugmentRecipe {
+        augment ?? ((loss.kind == .ce || loss.kind == .ceRotation) ? .cropFlip : .simclr)
+    }
+
+    /// Augmented views per (image, rotation) pair: 2 for an objective with a contrastive term.
+    public var viewsPerPair: Int { loss.kind.isContrastive ? 2 : 1 }
+
     /// lr = 0.3 * batch / 256 unless set (SPEC 6; the batch counts (image, rotation) pairs).
     public var baseLR: Double { lr ?? 0.3 * Double(batchSize) / 256 }
 
     static let schema: [String: [String]] = [
-        "model": ["arch", "width", "projector_hidden", "projection_dim", "sync_bn"],
-        "data": ["train", "test", "ood", "rotations", "flip"],
-        "loss": ["kind", "spa", "tau", "alpha", "beta", "spa_weight", "similarity_floor"],
+        "model": ["arch", "width", "projector_hidden", "projection_dim", "sync_bn", "classes"],
+        "data": ["train", "test", "ood", "rotations", "flip", "augment"],
+        "loss": ["kind", "spa", "tau", "alpha", "beta", "spa_weight", "similarity_floor", "rotation_labels",
+                 "rotation_weight", "simclr_weight"],
         "train": ["batch_size", "epochs", "max_steps", "lr", "seed", "micro_batch", "checkpoint_every",
-                  "keep_checkpoints", "deterministic", "momentum", "weight_decay"],
+                  "keep_checkpoints", "deterministic", "momentum", "weight_decay", "init"],
         "eval": ["sei_ways", "aggregations", "feature", "after_train", "ridge", "train_limit", "test_limit",
-                 "calibration_fraction", "target_tpr"],
+                 "calibration_fraction", "target_tpr", "scorers", "odin_temperature", "odin_epsilon"],
         "job": ["stall_timeout"],
     ]
 
@@ -112,7 +133,7 @@ public struct RunConfig: Sendable {
     /// The largest value each integer key takes: what memory, Int arithmetic and any real run
     /// allow (a width of 1024 is 16x the paper's largest model; 2^20 images per batch).
     static let intLimits: [String: Int] = [
-        "model.width": 1024, "model.projector_hidden": 1 << 16, "model.projection_dim": 1 << 16,
+        "model.width": 1024, "model.classes": 1 << 16, "model.projector_hidden": 1 << 16, "model.projection_dim": 1 << 16,
         "data.rotations": 4, "train.batch_size": 1 << 20, "train.epochs": 1_000_000, "train.max_steps": 1 << 40,
         "train.seed": Int.max, "train.micro_batch": 1 << 20, "train.checkpoint_every": 1_000_000,
         "train.keep_checkpoints": 10_000, "eval.sei_ways": 8, "eval.train_limit": 1 << 40, "eval.test_limit": 1 << 40,
@@ -167,6 +188,24 @@ public struct RunConfig: Sendable {
         case "model.projector_hidden": model.projectorHidden = try RunConfig.int(key, v, min: 1)
         case "model.projection_dim": model.projectionDim = try RunConfig.int(key, v, min: 1)
         case "model.sync_bn": syncBN = try RunConfig.bool(key, v)
+        case "model.classes":
+            let k = try RunConfig.int(key, v)
+            guard k != 1 else { throw ConfigError("model.classes: expected 0 (no classifier) or at least 2, got 1") }
+            model.classes = k
+        case "data.augment":
+            let s = try RunConfig.string(key, v)
+            if s == "auto" { augment = nil } else { augment = try RunConfig.choice(key, v, AugmentRecipe.allCases) }
+        case "loss.rotation_labels": rotationLabels = try RunConfig.bool(key, v)
+        case "loss.rotation_weight": loss.rotationWeight = try RunConfig.double(key, v, in: 0...1e6)
+        case "loss.simclr_weight": loss.simclrWeight = try RunConfig.double(key, v, in: 0...1e6)
+        case "train.init": initFrom = v is NSNull ? "" : RunConfig.path(try RunConfig.string(key, v), baseDir)
+        case "eval.scorers":
+            let list: [Any] = (v as? [Any]) ?? [v]
+            let chosen = try list.map { try RunConfig.choice(key, $0, Scorer.allCases) }
+            guard !chosen.isEmpty else { throw ConfigError("eval.scorers: empty list (known: \(Scorer.allCases.map(\.rawValue).joined(separator: ", ")))") }
+            scorers = Scorer.allCases.filter { chosen.contains($0) }
+        case "eval.odin_temperature": odinTemperature = try RunConfig.double(key, v, positive: true)
+        case "eval.odin_epsilon": odinEpsilon = try RunConfig.double(key, v, in: 0...1)
         case "data.train": dataTrain = v is NSNull ? "" : RunConfig.path(try RunConfig.string(key, v), baseDir)
         case "data.test": dataTest = v is NSNull ? "" : RunConfig.path(try RunConfig.string(key, v), baseDir)
         case "data.ood":
@@ -220,7 +259,17 @@ public struct RunConfig: Sendable {
     }
 
     public mutating func validate() throws {
-        loss.useAux = rotations > 1
+        loss.useAux = rotations > 1 && rotationLabels
+        model.rotationHead = loss.kind == .ceRotation
+        if loss.kind.isSupervised && model.classes < 2 {
+            throw ConfigError("model.classes: loss.kind \(loss.kind.rawValue) trains a classifier; set model.classes to the number of classes of data.train (e.g. 10 for CIFAR-10)")
+        }
+        if loss.kind == .ceRotation && rotations != 4 {
+            throw ConfigError("data.rotations: loss.kind ce-rotation predicts 4 rotations; set data.rotations: 4, got \(rotations)")
+        }
+        if (loss.kind == .ce || loss.kind == .ceSimCLR) && rotations != 1 {
+            throw ConfigError("data.rotations: loss.kind \(loss.kind.rawValue) is trained on unrotated images; set data.rotations: 1 (ce-rotation has the rotation task), got \(rotations)")
+        }
         if batchSize % rotations != 0 {
             throw ConfigError("train.batch_size: \(batchSize) is not divisible by data.rotations = \(rotations) (the batch counts (image, rotation) pairs)")
         }
@@ -241,27 +290,65 @@ public struct RunConfig: Sendable {
         let doc = map([
             ("model", map([("arch", scalar(model.arch)), ("width", scalar("\(model.width)")),
                            ("projector_hidden", scalar("\(model.projectorHidden)")),
-                           ("projection_dim", scalar("\(model.projectionDim)")), ("sync_bn", scalar("\(syncBN)"))])),
+                           ("projection_dim", scalar("\(model.projectionDim)")), ("sync_bn", scalar("\(syncBN)"))]
+                          + (model.classes > 0 ? [("classes", scalar("\(model.classes)"))] : []))),
             ("data", map([("train", path(dataTrain)), ("test", path(dataTest)),
                           ("ood", map(dataOOD.map { ($0.name, path($0.path)) }, flow: dataOOD.isEmpty)),
-                          ("rotations", scalar("\(rotations)")), ("flip", scalar(flip.rawValue))])),
+                          ("rotations", scalar("\(rotations)")), ("flip", scalar(flip.rawValue))]
+                          + (augment.map { [("augment", scalar($0.rawValue))] } ?? []))),
             ("loss", map([("kind", scalar(loss.kind.rawValue)), ("spa", scalar(loss.spa.rawValue)),
                           ("tau", number(loss.tau)), ("alpha", number(loss.alpha)), ("beta", number(loss.beta)),
                           ("spa_weight", number(loss.spaWeight)),
-                          ("similarity_floor", loss.floor.map(number) ?? scalar("none"))])),
+                          ("similarity_floor", loss.floor.map(number) ?? scalar("none"))]
+                          + (rotationLabels ? [] : [("rotation_labels", scalar("false"))])
+                          + (loss.kind == .ceRotation ? [("rotation_weight", number(loss.rotationWeight))] : [])
+                          + (loss.kind == .ceSimCLR ? [("simclr_weight", number(loss.simclrWeight))] : []))),
             ("train", map([("batch_size", scalar("\(batchSize)")), ("epochs", scalar("\(epochs)")),
                            ("max_steps", scalar("\(maxSteps)")), ("lr", number(baseLR)), ("seed", scalar("\(seed)")),
                            ("micro_batch", scalar("\(microBatch)")), ("checkpoint_every", scalar("\(checkpointEvery)")),
                            ("keep_checkpoints", scalar("\(keepCheckpoints)")), ("deterministic", scalar("\(deterministic)")),
-                           ("momentum", number(momentum)), ("weight_decay", number(weightDecay))])),
+                           ("momentum", number(momentum)), ("weight_decay", number(weightDecay))]
+                          + (initFrom.isEmpty ? [] : [("init", path(initFrom))]))),
             ("eval", map([("sei_ways", list(seiWays.map(String.init))), ("aggregations", list(aggregations.map(\.rawValue))),
                           ("feature", scalar(feature.rawValue)), ("after_train", scalar("\(evalAfterTrain)")),
                           ("ridge", number(ridge)), ("train_limit", scalar("\(evalTrainLimit)")),
                           ("test_limit", scalar("\(evalTestLimit)")),
-                          ("calibration_fraction", number(calibrationFraction)), ("target_tpr", number(targetTPR))])),
+                          ("calibration_fraction", number(calibrationFraction)), ("target_tpr", number(targetTPR))]
+                          + (scorers == [.sei] ? [] : [("scorers", list(scorers.map(\.rawValue)))])
+                          + (scorers.contains(.odin) ? [("odin_temperature", number(odinTemperature)),
+                                                        ("odin_epsilon", number(odinEpsilon))] : []))),
             ("job", map([("stall_timeout", number(stallTimeout))])),
         ])
         // Serialising a document built here from strings cannot fail.
         return try! Yams.serialize(node: doc, indent: 2, width: -1)
     }
+}
+
+/// `data.augment`: how training views are drawn.
+public enum AugmentRecipe: String, Sendable, CaseIterable {
+    /// SimCLR's CIFAR views (SPEC 7): resized crop, flip, colour jitter, grayscale.
+    case simclr
+    /// The standard supervised CIFAR recipe: random crop with 4-pixel padding, horizontal flip.
+    case cropFlip = "crop-flip"
+
+    public var options: AugmentOptions { self == .simclr ? .standard : .cifarStandard }
+}
+
+/// `eval.scorers`: what the evaluation scores test images with.
+public enum Scorer: String, Sendable, CaseIterable {
+    /// Class-conditional Gaussians (class x rotation) and Self-Ensemble Inference (SPEC 8-9).
+    case sei
+    /// Maximum softmax probability of the classifier (Hendrycks & Gimpel 2016, the "Baseline").
+    case msp
+    /// ODIN (Liang et al. 2017): temperature-scaled softmax after an input perturbation.
+    case odin
+    /// Class means and one tied covariance on the encoder feature (Lee et al. 2018), score =
+    /// minus the smallest squared Mahalanobis distance.
+    case mahalanobis
+    /// The auxiliary-rotation score (Hendrycks et al. 2019): KL(uniform || p(y|x)) minus the mean
+    /// rotation-head cross-entropy over the 4 rotations.
+    case rotation
+
+    /// Whether the scorer reads the classifier (and so needs a model with one).
+    public var needsClassifier: Bool { self == .msp || self == .odin || self == .rotation }
 }

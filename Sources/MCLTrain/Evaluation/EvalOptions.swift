@@ -43,6 +43,11 @@ public struct EvalOptions: Sendable {
     public var calibrationFraction: Double = 0
     /// The true-positive rate the detector's threshold keeps on those held-out images.
     public var targetTPR: Double = 0.95
+    /// The scorers of the report: SEI always, and the post-hoc scorers listed (`PostHocScoring`).
+    public var scorers: [Scorer] = [.sei]
+    /// ODIN's temperature T and perturbation size epsilon (Liang et al.'s CIFAR-10 values).
+    public var odinTemperature = 1000.0
+    public var odinEpsilon = 0.0014
 
     public init(seiWays: [Int] = [1, 4, 8], aggregations: [Aggregation] = Aggregation.allCases,
                 feature: EvalFeature = .projection, rotations: Int = 4, ridge: Double = 1e-6,

@@ -17,6 +17,9 @@ extension EvalOptions {
                   testLimit: config.evalTestLimit > 0 ? config.evalTestLimit : nil)
         calibrationFraction = config.calibrationFraction
         targetTPR = config.targetTPR
+        scorers = config.scorers
+        odinTemperature = config.odinTemperature
+        odinEpsilon = config.odinEpsilon
     }
 }
 

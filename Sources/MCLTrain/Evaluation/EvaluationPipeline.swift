@@ -63,6 +63,7 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
                           ood: [(name: String, data: PackedDataset)], options: EvalOptions, outDir: String?,
                           checkpoint: String, configText: String, log: (String) -> Void) throws -> EvalReport? {
     try checkEvalInputs(model: model, train: train, test: test, ood: ood, options: options)
+    try checkScorers(options.scorers, model: model, checkpoint: checkpoint)
     let rank = comm.rank, size = comm.size
     let kind = options.feature
     let dim = evalFeatureDim(model, kind)
@@ -110,6 +111,33 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
     let oodViews = ood.map { (name: $0.name, views: encodeSet("OOD set '\($0.name)' \($0.data.path)", $0.data)) }
     let heldViews = heldIdx.isEmpty ? nil : encodeSet("\(heldIdx.count) held-out training images (detector threshold)", train, heldIdx)
 
+    // The post-hoc scorers (MSP, ODIN, Mahalanobis, rotation) on the upright images.
+    let posthoc = options.scorers.filter { $0 != .sei }
+    var scored: (test: ScoredSet, ood: [(name: String, set: ScoredSet)], train: [Float])? = nil
+    if !posthoc.isEmpty {
+        let width = ScorerColumns(featureDim: model.config.featureDim).width
+        func scoreSet(_ what: String, _ d: PackedDataset) -> ScoredSet {
+            let idx = evalSubset(labels: d.labels, limit: options.testLimit)
+            let mine = evalShard(count: idx.count, rank: rank, size: size)
+            let t0 = ProcessStats.now()
+            let local = scoreImages(model: model, dataset: d, indices: idx[mine], scorers: posthoc,
+                                    odinTemperature: options.odinTemperature, odinEpsilon: options.odinEpsilon, batch: options.batch)
+            let all = comm.allgatherv(local)
+            say(String(format: "eval: scored %@ (%d images) with %@ in %.2f s", what, idx.count,
+                       posthoc.map(\.rawValue).joined(separator: ", "), ProcessStats.now() - t0))
+            return ScoredSet(values: all, count: idx.count, width: width)
+        }
+        let testSet = scoreSet("test set \(test.path)", test)
+        let oodSets = ood.map { (name: $0.name, set: scoreSet("OOD set '\($0.name)'", $0.data)) }
+        var trainBackbone: [Float] = []
+        if posthoc.contains(.mahalanobis) {
+            let local = encodeTrainingFeatures(model: model, dataset: train, indices: trainIdx[trainMine], rotations: 1,
+                                               flipped: false, kind: .backbone, batch: options.batch)
+            trainBackbone = comm.allgatherv(local)
+        }
+        scored = (testSet, oodSets, trainBackbone)
+    }
+
     var report: EvalReport? = nil
     var failure = ""
     var caught: Error? = nil
@@ -138,9 +166,18 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
                     extra.append("\(n) set limited to \(options.testLimit!) of \(d.count) images")
                 }
             }
-            let r = makeEvalReport(outcome, checkpoint: checkpoint, configText: configText,
+            var r = makeEvalReport(outcome, checkpoint: checkpoint, configText: configText,
                                    inDistribution: options.inDistributionName ?? datasetName(test, fallback: "test"),
                                    feature: kind, extraWarnings: extra)
+            if let scored {
+                let (rows, warnings) = try scorerRows(posthoc, test: scored.test, testLabels: testIdx.map { Int(test.labels[$0]) },
+                                                      ood: scored.ood, trainFeatures: scored.train,
+                                                      trainLabels: trainIdx.map { Int(train.labels[$0]) }, numClasses: train.numClasses,
+                                                      featureDim: model.config.featureDim, ridge: options.ridge,
+                                                      odinTemperature: options.odinTemperature, odinEpsilon: options.odinEpsilon)
+                r.rows += rows
+                r.warnings += warnings
+            }
             for row in r.rows {
                 var line = "eval: " + row.label.padding(toLength: 12, withPad: " ", startingAt: 0)
                     + String(format: " acc %6.2f", row.accuracy)

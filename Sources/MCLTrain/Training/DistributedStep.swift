@@ -9,6 +9,9 @@ public struct StepStats: Sendable {
     public var loss: Double = 0
     public var ccm: Double = 0
     public var spa: Double = 0
+    /// The cross-entropy objectives: the class and the rotation cross-entropy (unweighted).
+    public var ce: Double = 0
+    public var rotation: Double = 0
     public var lr: Double = 0
     public var forwardSeconds: Double = 0
     public var gatherSeconds: Double = 0
@@ -42,8 +45,9 @@ public final class DistributedTrainer: @unchecked Sendable {
     public var microBatch: Int
     public var seed: UInt64
     public let syncBN: Bool
-    // Scratch for gathered tensors.
+    // Scratch for gathered tensors, and this rank's head outputs (cross-entropy objectives).
     var zLocal: [Float] = []
+    var logitsLocal: [Float] = [], rotationLocal: [Float] = []
     public internal(set) var zGlobal: [Float] = []
 
     public init(model: ResNetModel, comm: Communicator, loss: LossConfig, schedule: CosineSchedule,
@@ -70,59 +74,101 @@ public final class DistributedTrainer: @unchecked Sendable {
 
     /// Forward, global loss, backward and gradient allreduce; leaves the summed gradient in
     /// `model.store.grads` without updating the weights. `views` is this rank's [n, 3, 32, 32].
+    ///
+    /// The objective has a contrastive term on z (all but `ce`, `ce-rotation`), computed on the
+    /// gathered batch by `shardedContrastiveLoss`, and/or cross-entropy terms on the heads
+    /// (`SupervisedRows`: each rank its own rows, normalised by the global batch, the shares summed
+    /// by one allreduce).
     public func computeGradients(views: UnsafePointer<Float>, localViews n: Int, main: [Int32], aux: [Int32],
                                  step: Int) -> StepStats {
         precondition(main.count == n && aux.count == n, "labels must match the local views")
         var stats = StepStats()
         let t0 = ProcessStats.now()
-        let D = model.config.projectionDim
+        let D = model.config.projectionDim, K = model.config.classes
         let imageSize = 3 * 32 * 32
         let chunk = (microBatch > 0 && microBatch < n) ? microBatch : n
+        let contrastive = loss.contrastivePart
+        let supervised = loss.kind.isSupervised
+        let rotationHead = model.hasRotationHead
         model.store.zeroGrads()
         if zLocal.count != n * D { zLocal = [Float](repeating: 0, count: n * D) }
+        if supervised && logitsLocal.count != n * K { logitsLocal = [Float](repeating: 0, count: n * K) }
+        if rotationHead && rotationLocal.count != n * 4 { rotationLocal = [Float](repeating: 0, count: n * 4) }
         var c0 = 0
         while c0 < n {
             let cn = min(chunk, n - c0)
             let out = model.forward(views + c0 * imageSize, n: cn, train: true, updateRunning: true)
-            zLocal.withUnsafeMutableBufferPointer { (p: inout UnsafeMutableBufferPointer<Float>) in
-                (p.baseAddress! + c0 * D).update(from: out.z, count: cn * D)
+            zLocal.withUnsafeMutableBufferPointer { p in (p.baseAddress! + c0 * D).update(from: out.z, count: cn * D) }
+            if supervised {
+                logitsLocal.withUnsafeMutableBufferPointer { p in (p.baseAddress! + c0 * K).update(from: model.logits!, count: cn * K) }
+            }
+            if rotationHead {
+                rotationLocal.withUnsafeMutableBufferPointer { p in (p.baseAddress! + c0 * 4).update(from: model.rotationLogits!, count: cn * 4) }
             }
             c0 += cn
         }
         let t1 = ProcessStats.now()
-        let world = comm.size
-        if zGlobal.count != world * n * D { zGlobal = [Float](repeating: 0, count: world * n * D) }
-        zLocal.withUnsafeBufferPointer { s in
-            zGlobal.withUnsafeMutableBufferPointer { g in comm.allgather(s.baseAddress!, count: n * D, into: g.baseAddress!) }
+        var gradZ: [Float]? = nil
+        var t2 = t1
+        if let contrastive {
+            let world = comm.size
+            if zGlobal.count != world * n * D { zGlobal = [Float](repeating: 0, count: world * n * D) }
+            zLocal.withUnsafeBufferPointer { s in
+                zGlobal.withUnsafeMutableBufferPointer { g in comm.allgather(s.baseAddress!, count: n * D, into: g.baseAddress!) }
+            }
+            let mainG = comm.allgather(main), auxG = comm.allgather(aux)
+            t2 = ProcessStats.now()
+            var targets: [Int32]? = nil
+            if contrastive.needsSPATargets {
+                targets = sampleSPATargets(main: mainG, aux: auxG, useAux: contrastive.useAux, mode: contrastive.spa, seed: seed, step: UInt64(step))
+            }
+            // Each rank computes the loss rows of its own views (`shardedContrastiveLoss`): out.gradZ
+            // holds dL/dZ of this rank's n views.
+            var out = zGlobal.withUnsafeBufferPointer { z in
+                shardedContrastiveLoss(zGlobal: z, localViews: n, dim: D, main: mainG, aux: auxG, spaTargets: targets,
+                                       config: contrastive, comm: comm)
+            }
+            if loss.kind == .ceSimCLR {
+                // Joint fine-tuning: L = CE + lambda * SimCLR.
+                let w = Float(loss.simclrWeight)
+                for k in out.gradZ.indices { out.gradZ[k] *= w }
+            }
+            stats.loss = loss.kind == .ceSimCLR ? loss.simclrWeight * out.loss : out.loss
+            stats.ccm = out.ccm; stats.spa = out.spa
+            gradZ = out.gradZ
         }
-        let mainG = comm.allgather(main), auxG = comm.allgather(aux)
-        let t2 = ProcessStats.now()
-        var targets: [Int32]? = nil
-        if (loss.kind == .mcl || loss.kind == .spa) && loss.spa != .paperExpectation {
-            targets = sampleSPATargets(main: mainG, aux: auxG, useAux: loss.useAux, mode: loss.spa, seed: seed, step: UInt64(step))
+        var gradLogits: [Float]? = nil, gradRotation: [Float]? = nil
+        if supervised {
+            let global = comm.size * n
+            let rows = logitsLocal.withUnsafeBufferPointer { l in
+                rotationLocal.withUnsafeBufferPointer { r in
+                    SupervisedRows(kind: loss.kind, logits: l.baseAddress!, rotationLogits: rotationHead ? r.baseAddress! : nil,
+                                   main: main, aux: aux, rows: n, classes: K, globalViews: global,
+                                   globalUpright: global / max(1, rotationHead ? 4 : 1), rotationWeight: loss.rotationWeight)
+                }
+            }
+            var shares = [rows.classLoss, rows.rotationLoss]
+            comm.allreduceSum(&shares)
+            stats.ce = shares[0]; stats.rotation = shares[1]
+            stats.loss += shares[0] + (loss.kind == .ceRotation ? loss.rotationWeight * shares[1] : 0)
+            gradLogits = rows.gradLogits
+            gradRotation = rotationHead ? rows.gradRotationLogits : nil
         }
-        // Each rank computes the loss rows of its own views (`shardedContrastiveLoss`): out.gradZ
-        // holds dL/dZ of this rank's n views.
-        let out = zGlobal.withUnsafeBufferPointer { z in
-            shardedContrastiveLoss(zGlobal: z, localViews: n, dim: D, main: mainG, aux: auxG, spaTargets: targets,
-                                   config: loss, comm: comm)
-        }
-        stats.loss = out.loss; stats.ccm = out.ccm; stats.spa = out.spa
         let t3 = ProcessStats.now()
-        out.gradZ.withUnsafeBufferPointer { g in
-            let mine = g.baseAddress!
+        withPointer(gradZ) { dz in withPointer(gradLogits) { dl in withPointer(gradRotation) { dr in
             if chunk == n {
-                model.backward(dZ: mine)
+                model.backward(dZ: dz, dLogits: dl, dRotationLogits: dr)
             } else {
                 var c0 = 0
                 while c0 < n {
                     let cn = min(chunk, n - c0)
                     model.forward(views + c0 * imageSize, n: cn, train: true, updateRunning: false)
-                    model.backward(dZ: mine + c0 * D)
+                    model.backward(dZ: dz.map { $0 + c0 * D }, dLogits: dl.map { $0 + c0 * K },
+                                   dRotationLogits: dr.map { $0 + c0 * 4 })
                     c0 += cn
                 }
             }
-        }
+        } } }
         let t4 = ProcessStats.now()
         comm.allreduceSum(model.store.grads.ptr, count: model.store.paramCount)
         let t5 = ProcessStats.now()
@@ -148,4 +194,10 @@ public final class DistributedTrainer: @unchecked Sendable {
         s.totalSeconds += s.optimizerSeconds
         return s
     }
+}
+
+/// `body` with the array's base address, or nil for a nil array.
+func withPointer<R>(_ a: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+    guard let a else { return body(nil) }
+    return a.withUnsafeBufferPointer { body($0.baseAddress!) }
 }

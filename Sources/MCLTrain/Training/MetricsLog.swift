@@ -38,9 +38,13 @@ public final class MetricsLog {
     /// Appends the line of one step (0-based `step`, 1-based `epoch`); after a failure, nothing.
     public func append(step: Int, epoch: Int, stats st: StepStats, imagesPerSecond ips: Double) {
         guard fd >= 0, failure == nil else { return }
-        let line = String(format: "{\"step\":%d,\"epoch\":%d,\"loss\":%.8g,\"loss_ccm\":%.8g,\"loss_spa\":%.8g,\"lr\":%.8g,\"images_per_s\":%.4g,\"step_s\":%.4g,\"forward_s\":%.4g,\"gather_s\":%.4g,\"loss_s\":%.4g,\"backward_s\":%.4g,\"allreduce_s\":%.4g,\"sgd_s\":%.4g}\n",
+        var line = String(format: "{\"step\":%d,\"epoch\":%d,\"loss\":%.8g,\"loss_ccm\":%.8g,\"loss_spa\":%.8g,\"lr\":%.8g,\"images_per_s\":%.4g,\"step_s\":%.4g,\"forward_s\":%.4g,\"gather_s\":%.4g,\"loss_s\":%.4g,\"backward_s\":%.4g,\"allreduce_s\":%.4g,\"sgd_s\":%.4g}\n",
                           step, epoch, st.loss, st.ccm, st.spa, st.lr, ips, st.totalSeconds, st.forwardSeconds,
                           st.gatherSeconds, st.lossSeconds, st.backwardSeconds, st.allreduceSeconds, st.optimizerSeconds)
+        if st.ce != 0 || st.rotation != 0 {
+            // The cross-entropy objectives: their terms after the common fields.
+            line = String(line.dropLast(2)) + String(format: ",\"loss_ce\":%.8g,\"loss_rotation\":%.8g}\n", st.ce, st.rotation)
+        }
         let bytes = Array(line.utf8)
         var done = 0
         while done < bytes.count {

@@ -29,8 +29,11 @@ public struct Progress {
     public func show(step: Int, epoch: Int, _ st: StepStats, imagesPerSecond ips: Double) {
         guard enabled else { return }
         let eta = Double(totalSteps - step - 1) * imagesPerStep / max(ema, 1e-9)
-        let msg = String(format: "epoch %d/%d step %d/%d loss %.4f (ccm %.4f spa %.4f) lr %.4g %.1f img/s ETA %@",
-                         epoch, epochs, step + 1, totalSteps, st.loss, st.ccm, st.spa, st.lr, ips, formatDuration(eta))
+        let parts = (st.ce != 0 || st.rotation != 0)
+            ? String(format: "ce %.4f rot %.4f simclr %.4f", st.ce, st.rotation, st.ccm)
+            : String(format: "ccm %.4f spa %.4f", st.ccm, st.spa)
+        let msg = String(format: "epoch %d/%d step %d/%d loss %.4f (%@) lr %.4g %.1f img/s ETA %@",
+                         epoch, epochs, step + 1, totalSteps, st.loss, parts, st.lr, ips, formatDuration(eta))
         if live { print("\r\u{1B}[2K" + msg, terminator: step + 1 == totalSteps ? "\n" : ""); fflush(nil) } else { print(msg) }
     }
 }

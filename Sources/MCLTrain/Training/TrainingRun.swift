@@ -31,14 +31,17 @@ public struct TrainingRun {
         let train = try PackedDataset(path: config.dataTrain)
         try train.requireShape(ResNetModel.inputShape, for: "data.train")
         guard train.isLabelled else { throw ConfigError("data.train: \(config.dataTrain) has no class labels (an unlabelled folder); training needs labels") }
-        var augment = AugmentOptions.standard
+        if config.model.classes > 0 && config.model.classes != train.numClasses {
+            throw ConfigError("model.classes: \(config.model.classes), but the training set \(config.dataTrain) has \(train.numClasses) classes")
+        }
+        var augment = config.augmentRecipe.options
         augment.flipVariant = config.flip
         loader = try BatchLoader(dataset: train, globalBatch: config.batchSize, rotations: config.rotations,
                                  rank: comm.rank, worldSize: comm.size, seed: config.seed, augment: augment,
-                                 prefetch: 2, workers: max(1, Threads.count / 2))
+                                 prefetch: 2, workers: max(1, Threads.count / 2), viewsPerPair: config.viewsPerPair)
         stepsPerEpoch = loader.stepsPerEpoch
         totalSteps = config.maxSteps > 0 ? min(config.epochs * stepsPerEpoch, config.maxSteps) : config.epochs * stepsPerEpoch
-        viewsPerRank = 2 * config.batchSize / comm.size
+        viewsPerRank = config.viewsPerPair * config.batchSize / comm.size
         let need = Planner.trainingBytesPerRank(config, ranks: comm.size)
         let have = Double(ProcessInfo.processInfo.physicalMemory)
         guard need < 0.9 * have else {
@@ -47,6 +50,10 @@ public struct TrainingRun {
         }
         model = try ResNetModel(config.model)
         model.initialise(seed: config.seed)
+        if !config.initFrom.isEmpty {
+            let loaded = try InitialWeights.load(config.initFrom, into: model, projector: config.loss.kind.isContrastive)
+            log("train.init: \(loaded) tensors from \(config.initFrom) (the heads start fresh)")
+        }
         trainer = DistributedTrainer(model: model, comm: comm, loss: config.loss,
                                      schedule: CosineSchedule(baseLR: config.baseLR, totalSteps: totalSteps),
                                      microBatch: config.microBatch, seed: config.seed, syncBN: config.syncBN,

@@ -1,0 +1,163 @@
+import Foundation
+import MCLCore
+import MCLNet
+import MCLDistributed
+import MCLData
+import MCLEval
+
+// The post-hoc scorers of `eval.scorers` beside SEI (the paper's Table 1 baselines): maximum
+// softmax probability, ODIN, Mahalanobis with a tied covariance, and the auxiliary-rotation score.
+// Every rank scores its shard of each set; rank 0 turns the gathered scores into report rows.
+
+/// The columns of one image's scorer outputs (gathered as floats). Scores are gathered as logs
+/// where the probability saturates (MSP, ODIN: log of the maximum softmax probability); a log is
+/// monotone, so AUROC, FPR@95 and AUPR are those of the probability.
+struct ScorerColumns {
+    let featureDim: Int
+    static let logMSP = 0, mspPred = 1, logODIN = 2, odinPred = 3, rotation = 4, feature = 5
+    var width: Int { ScorerColumns.feature + featureDim }
+}
+
+/// Checks that the model can serve every requested scorer; the message names the scorer and the checkpoint.
+func checkScorers(_ scorers: [Scorer], model: ResNetModel, checkpoint: String) throws {
+    for s in scorers where s.needsClassifier && !model.hasClassifier {
+        throw EvalError("eval.scorers: '\(s.rawValue)' reads the classifier's logits, and the model of checkpoint \(checkpoint) has none (no classifier.weight; it was trained with a loss without a classifier, e.g. mcl or simclr): use the scorers sei or mahalanobis, or a checkpoint of loss.kind ce, ce-rotation or ce-simclr")
+    }
+    if scorers.contains(.rotation) && !model.hasRotationHead {
+        throw EvalError("eval.scorers: 'rotation' reads the rotation head, and the model of checkpoint \(checkpoint) has none (no rotation_head.weight; train it with loss.kind ce-rotation)")
+    }
+}
+
+/// ODIN (Liang et al. 2017) on n upright images (NCHW): with T the temperature and y the
+/// predicted class, x' = x - epsilon sign(grad_x [-log softmax(f(x)/T)_y]) (sign(0) = +1, as
+/// the authors' `torch.ge(grad, 0)`), then score = log max_k softmax(f(x')/T)_k. The inputs are
+/// in [0, 1] without normalisation, so epsilon is in pixel units. Returns (log score, prediction).
+func odinScores(model: ResNetModel, images: UnsafePointer<Float>, count n: Int, temperature T: Double,
+                epsilon: Double) -> (score: [Double], pred: [Int]) {
+    let K = model.config.classes, side = 32, per = 3 * side * side
+    model.forward(images, n: n, h: side, w: side, train: false, updateRunning: false)
+    let logits = model.logits!
+    // d(-log softmax(l/T)_y)/dl_k = (softmax(l/T)_k - [k = y]) / T.
+    var dLogits = [Float](repeating: 0, count: n * K)
+    for i in 0..<n {
+        let row = logits + i * K
+        let y = Softmax.argmax(row, count: K)
+        let p = Softmax.probabilities(row, count: K, temperature: T)
+        for k in 0..<K { dLogits[i * K + k] = Float((p[k] - (k == y ? 1 : 0)) / T) }
+    }
+    let grad = dLogits.withUnsafeBufferPointer { model.inputGradient(dLogits: $0.baseAddress!) }
+    var perturbed = [Float](repeating: 0, count: n * per)
+    let e = Float(epsilon)
+    for j in 0..<(n * per) { perturbed[j] = images[j] - (grad[j] >= 0 ? e : -e) }
+    perturbed.withUnsafeBufferPointer { model.forward($0.baseAddress!, n: n, h: side, w: side, train: false, updateRunning: false) }
+    var score = [Double](repeating: 0, count: n), pred = [Int](repeating: 0, count: n)
+    let out = model.logits!
+    for i in 0..<n {
+        let row = out + i * K
+        let k = Softmax.argmax(row, count: K)
+        score[i] = Double(row[k]) / T - Softmax.logSumExp(row, count: K, temperature: T)
+        pred[i] = k
+    }
+    return (score, pred)
+}
+
+/// This rank's scorer outputs for images `indices` of `dataset`: [indices.count, columns.width].
+func scoreImages(model: ResNetModel, dataset: PackedDataset, indices: ArraySlice<Int>, scorers: [Scorer],
+                 odinTemperature: Double, odinEpsilon: Double, batch: Int) -> [Float] {
+    let cols = ScorerColumns(featureDim: model.config.featureDim)
+    let W = cols.width, K = model.config.classes, fd = model.config.featureDim
+    var out = [Float](repeating: 0, count: indices.count * W)
+    let step = max(1, batch / 4)
+    var pos = indices.startIndex, row = 0
+    while pos < indices.endIndex {
+        let end = min(pos + step, indices.endIndex)
+        let runs = consecutiveRuns(indices[pos..<end])
+        let upright = runs.flatMap { evalViews(dataset: dataset, indices: $0, ways: 1) }
+        let n = end - pos
+        var classLogits = [Float]()
+        upright.withUnsafeBufferPointer { ip in
+            let (f, _) = model.forward(ip.baseAddress!, n: n, train: false, updateRunning: false)
+            for i in 0..<n {
+                for j in 0..<fd { out[(row + i) * W + ScorerColumns.feature + j] = f[i * fd + j] }
+            }
+            if model.hasClassifier {
+                classLogits = Array(UnsafeBufferPointer(start: model.logits!, count: n * K))
+                let (s, p) = maxSoftmaxScores(logits: classLogits, count: n, classes: K)
+                for i in 0..<n {
+                    out[(row + i) * W + ScorerColumns.logMSP] = Float(Foundation.log(s[i]))
+                    out[(row + i) * W + ScorerColumns.mspPred] = Float(p[i])
+                }
+            }
+        }
+        if scorers.contains(.rotation) {
+            let four = runs.flatMap { evalViews(dataset: dataset, indices: $0, ways: 4) }
+            four.withUnsafeBufferPointer { model.forward($0.baseAddress!, n: 4 * n, train: false, updateRunning: false) }
+            let q = Array(UnsafeBufferPointer(start: model.rotationLogits!, count: 4 * n * 4))
+            let s = rotationScores(classLogits: classLogits, rotationLogits: q, count: n, classes: K)
+            for i in 0..<n { out[(row + i) * W + ScorerColumns.rotation] = Float(s[i]) }
+        }
+        if scorers.contains(.odin) {
+            let (s, p) = upright.withUnsafeBufferPointer {
+                odinScores(model: model, images: $0.baseAddress!, count: n, temperature: odinTemperature, epsilon: odinEpsilon)
+            }
+            for i in 0..<n {
+                out[(row + i) * W + ScorerColumns.logODIN] = Float(s[i])
+                out[(row + i) * W + ScorerColumns.odinPred] = Float(p[i])
+            }
+        }
+        row += n
+        pos = end
+    }
+    return out
+}
+
+/// Scorer outputs of one whole set, gathered in rank order: [count, width].
+struct ScoredSet {
+    var values: [Float]
+    var count: Int
+    var width: Int
+    func column(_ c: Int) -> [Double] { (0..<count).map { Double(values[$0 * width + c]) } }
+    func features(dim: Int) -> [Float] {
+        var f = [Float](repeating: 0, count: count * dim)
+        for i in 0..<count { for j in 0..<dim { f[i * dim + j] = values[i * width + ScorerColumns.feature + j] } }
+        return f
+    }
+}
+
+/// The report rows of the requested post-hoc scorers (besides SEI), in the order of `Scorer.allCases`:
+/// accuracy of the prediction each scorer makes and the OOD metrics per set.
+func scorerRows(_ scorers: [Scorer], test: ScoredSet, testLabels: [Int], ood: [(name: String, set: ScoredSet)],
+                trainFeatures: [Float], trainLabels: [Int], numClasses: Int, featureDim: Int, ridge: Double,
+                odinTemperature: Double, odinEpsilon: Double) throws -> (rows: [EvalRow], warnings: [String]) {
+    var rows: [EvalRow] = [], warnings: [String] = []
+    func row(_ name: String, _ score: (ScoredSet) -> [Double], _ pred: [Int]?) {
+        let inScores = score(test)
+        let entries = ood.map { OODEntry(name: $0.name, metrics: oodMetrics(inScores: inScores, oodScores: score($0.set))) }
+        let acc = pred.map { accuracy(pred: $0, labels: testLabels) } ?? .nan
+        var r = EvalRow(views: 1, aggregation: "none", accuracy: acc, ood: entries)
+        r.method = name
+        rows.append(r)
+    }
+    func preds(_ s: ScoredSet, _ c: Int) -> [Int] { s.column(c).map { Int($0) } }
+    for s in scorers {
+        switch s {
+        case .sei: continue
+        case .msp: row("msp", { $0.column(ScorerColumns.logMSP) }, preds(test, ScorerColumns.mspPred))
+        case .odin:
+            row(String(format: "odin T=%g eps=%g", odinTemperature, odinEpsilon), { $0.column(ScorerColumns.logODIN) },
+                preds(test, ScorerColumns.odinPred))
+        case .rotation: row("rotation", { $0.column(ScorerColumns.rotation) }, preds(test, ScorerColumns.mspPred))
+        case .mahalanobis:
+            let g = try TiedGaussian(features: trainFeatures, labels: trainLabels, numClasses: numClasses, dim: featureDim, ridge: ridge)
+            warnings += g.gaussians.warnings
+            let testScores = g.scores(test.features(dim: featureDim), count: test.count)
+            var cache: [String: [Double]] = [:]
+            for o in ood { cache[o.name] = g.scores(o.set.features(dim: featureDim), count: o.set.count).score }
+            let entries = ood.map { OODEntry(name: $0.name, metrics: oodMetrics(inScores: testScores.score, oodScores: cache[$0.name]!)) }
+            var r = EvalRow(views: 1, aggregation: "none", accuracy: accuracy(pred: testScores.pred, labels: testLabels), ood: entries)
+            r.method = "mahalanobis"
+            rows.append(r)
+        }
+    }
+    return (rows, warnings)
+}
