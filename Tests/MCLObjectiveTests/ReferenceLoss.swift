@@ -78,6 +78,8 @@ struct ReferenceLoss {
             for k in 0..<v { sRow[k] = s(i, k) }
             let p = partner(i)
             switch c.kind {
+            case .ce, .ceRotation, .ceSimCLR:
+                preconditionFailure("the reference contrastive loss has no \(c.kind.rawValue)")
             case .simclr:
                 reset()
                 for k in 0..<v where k != i { coef[k] = 1 / c.tau }
@@ -127,7 +129,7 @@ struct ReferenceLoss {
         ccm = ccmSum * w
         spa = spaSum * w
         switch c.kind {
-        case .simclr, .supcon, .ccm: loss = ccm
+        case .simclr, .supcon, .ccm, .ce, .ceRotation, .ceSimCLR: loss = ccm
         case .spa: loss = spa
         case .mcl: loss = ccm + c.spaWeight * spa
         }

@@ -311,6 +311,73 @@ def make_loss_case(name):
 
 
 # ----------------------------------------------------------------------------------------------
+# Supervised objectives (the baselines of Tables 1 and 3)
+
+# name: (kind, images, views per image, rotations)
+SUPERVISED_CASES = {
+    "supervised-ce": ("ce", 24, 1, 1),
+    "supervised-ce-rotation": ("ce-rotation", 8, 1, 4),
+    "supervised-ce-simclr": ("ce-simclr", 16, 2, 1),
+}
+SUPERVISED_CLASSES = 10
+
+
+def make_supervised_case(name):
+    """Logits of the class head (scaled normals, so some rows are confident), labels, and for
+    ce-rotation the rotation head's logits (rows: image, rotation r = row % 4), for ce-simclr the
+    projections z of two views per image (interleaved)."""
+    kind, images, per, rotations = SUPERVISED_CASES[name]
+    rng = case_rng(name)
+    rows = images * per * rotations
+    y = rng.integers(0, SUPERVISED_CLASSES, images)
+    main = np.repeat(y, per * rotations).astype(np.int32)
+    aux = np.tile(np.repeat(np.arange(rotations), per), images).astype(np.int32)
+    logits = rng.standard_normal((rows, SUPERVISED_CLASSES)) * rng.uniform(0.5, 4.0, (rows, 1))
+    inputs = {"logits": logits.astype(np.float32), "main": main, "aux": aux}
+    md = {"kind": kind, "views": str(rows), "classes": str(SUPERVISED_CLASSES)}
+    if kind == "ce-rotation":
+        inputs["rotation_logits"] = (rng.standard_normal((rows, 4)) * 2).astype(np.float32)
+        md["rotation_weight"] = "0.5"
+    if kind == "ce-simclr":
+        dim = 16
+        image = rng.standard_normal((images, dim))
+        inputs["z"] = ((np.repeat(image, 2, axis=0) + 0.5 * rng.standard_normal((rows, dim)))
+                       * rng.uniform(0.5, 4.0, (rows, 1))).astype(np.float32)
+        md.update({"simclr_weight": "0.1", "tau": "0.5", "floor": "1e-7", "dim": str(dim)})
+    return inputs, md
+
+
+def compute_supervised(inputs, md):
+    """`loss` [1] and the gradients of the logits (and of rotation_logits / z) by autograd, float64:
+    ce = mean CE; ce-rotation = mean CE of the upright rows + w * mean rotation CE of all rows;
+    ce-simclr = mean CE + lambda * SimCLR(z) (the paper's eq. 36)."""
+    kind = md["kind"]
+    logits = f64(inputs["logits"]).requires_grad_()
+    main = torch.as_tensor(inputs["main"], dtype=torch.long)
+    aux = torch.as_tensor(inputs["aux"], dtype=torch.long)
+    out = {}
+    if kind == "ce":
+        loss = F.cross_entropy(logits, main)
+    elif kind == "ce-rotation":
+        rot = f64(inputs["rotation_logits"]).requires_grad_()
+        upright = aux == 0
+        loss = F.cross_entropy(logits[upright], main[upright]) + float(md["rotation_weight"]) * F.cross_entropy(rot, aux)
+    else:
+        z = f64(inputs["z"]).requires_grad_()
+        cfg = LossConfig.from_metadata({"kind": "simclr", "tau": md["tau"], "floor": md["floor"], "use_aux": "false"})
+        loss = F.cross_entropy(logits, main) + float(md["simclr_weight"]) * contrastive_loss(
+            z, inputs["main"], inputs["aux"], None, cfg)
+    loss.backward()
+    out["loss"] = np.array([loss.item()], dtype=np.float32)
+    out["grad_logits"] = logits.grad.numpy().astype(np.float32)
+    if kind == "ce-rotation":
+        out["grad_rotation_logits"] = rot.grad.numpy().astype(np.float32)
+    if kind == "ce-simclr":
+        out["grad_z"] = z.grad.numpy().astype(np.float32)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
 # Network (SPEC 5)
 
 ARCH_BLOCKS = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3]}
@@ -682,10 +749,11 @@ KINDS = {
              lambda k: ("exact", 0) if k.endswith(".pred") else ("max", 1e-5) if k in ("means", "covariances")
              else ("rel", 1e-5)),
     "augment-": (make_augment_case, compute_augment, lambda k: ("max", 1e-4)),
+    "supervised-": (make_supervised_case, compute_supervised, lambda k: ("rel", 1e-5) if k == "loss" else ("max", 1e-4)),
 }
 CASES = sorted([*LOSS_CASES, "model-resnet18-w8", "model-resnet34-w8", "optim-sgd-nesterov-cosine",
                 "metrics-balanced", "metrics-perfect", "metrics-unbalanced-ties",
-                "sei-1way", "sei-4way", "sei-8way", "augment-ops"])
+                "sei-1way", "sei-4way", "sei-8way", "augment-ops", *SUPERVISED_CASES])
 
 
 GOLDEN_README = """\
@@ -708,6 +776,7 @@ model outputs and gradients 1e-3 relative to the largest element; SEI prediction
 | `optim-sgd-nesterov-cosine` | `param0` [50], `grads` [5,50], `params` [5,50] after each step, `lr` [5] used at each step | optimizer, momentum, nesterov, weight_decay, base_lr, eta_min, schedule, total_steps |
 | `metrics-<case>` | `ind_scores`, `ood_scores` f32; `auroc`, `aupr_in`, `aupr_out`, `fpr95` [1] f64, percent | higher_is_in_distribution, percent |
 | `sei-<V>way` | `train_features` [n,d], `train_main`, `train_aux`; `means` [C,R,d], `covariances` [C,R,d,d] (ridge included); `test_views` [T,V,d], `test_main`; `distances` [T,V,C]; `<agg>.pred`, `<agg>.score` for agg in avg, max, wavg | num_main, num_aux, views, dim, ridge, covariance, distance, view_rotation |
+| `supervised-ce`, `supervised-ce-rotation`, `supervised-ce-simclr` | `logits` [V,10] f32, `main`/`aux` [V] i32 (ce-rotation: rows image-major, rotation r = row % 4), `rotation_logits` [V,4] (ce-rotation), `z` [V,16] (ce-simclr, two views per image interleaved); `loss` [1], `grad_logits`, `grad_rotation_logits`, `grad_z` | kind (ce, ce-rotation, ce-simclr), views, classes, rotation_weight, simclr_weight, tau, floor, dim |
 | `augment-ops` | `input` [5,3,32,32] in [0,1]; `brightness`, `contrast`, `saturation`, `hue`, `grayscale` (3 channels, 0.2989 R + 0.587 G + 0.114 B), `resized_crop` (bilinear to 32x32), `hflip`, `rot90` (one quarter turn counter-clockwise) | brightness, contrast, saturation, hue, crop |
 """
 
