@@ -4,7 +4,8 @@
 #     loss at every step and a byte-identical final checkpoint as an uninterrupted run;
 #  2. killing one rank ends the job (non-zero, naming the rank; a job alive 60 s later fails);
 #  3. bad config values are rejected naming the key;
-#  also: resume agreement across ranks, a stalled rank ends the job, NaN loss, checkpoint mismatch.
+#  also: resume agreement across ranks, a stalled rank ends the job, NaN loss, checkpoint mismatch,
+#  the supervised baselines (--init of another width, a classifier scorer without a classifier, a run).
 # Prints "train-job <check> ok|FAIL ..." lines; exit status non-zero on any failure.
 set -uo pipefail
 BIN=${1:?usage: test-train-job.sh path/to/mcl-dist}
@@ -142,6 +143,32 @@ out=$($BIN evaluate --config "$W/tiny.yaml" --checkpoint "$ck" --test "$W/tiny.m
 if [ $rc -ne 0 ] && echo "$out" | grep -q "enc.conv1.weight" && echo "$out" | grep -q "$ck"; then
   ok checkpoint-mismatch "exit $rc: $(echo "$out" | tail -1 | cut -c1-200)"
 else fail checkpoint-mismatch "exit $rc: $(echo "$out" | tail -2)"; fi
+
+# 7. the supervised baselines end to end: --init refuses an encoder of another width naming the
+# tensor and the file; a classifier scorer asked of a model without a classifier names the scorer
+# and the checkpoint; a ce-rotation run from the MCL encoder reports every scorer.
+$BIN data prepare /usr/share/datasets/fashion-mnist --split test --classes 6,7,8,9 --limit 8 --out "$W/ood.mcld" >/dev/null \
+  || fail prepare-ood "data prepare of the OOD set failed"
+cat > "$W/ce.yaml" <<YAML
+model: {arch: resnet18, width: 8, projector_hidden: 32, projection_dim: 16, classes: 6}
+data: {train: $W/tiny.mcld, test: $W/tiny.mcld, ood: {fmnist69: $W/ood.mcld}, rotations: 4}
+loss: {kind: ce-rotation}
+train: {batch_size: 32, epochs: 1, lr: 0.1, seed: 3, checkpoint_every: 1}
+eval: {sei_ways: [1, 4], feature: backbone, scorers: [sei, msp, odin, mahalanobis, rotation], calibration_fraction: 0}
+YAML
+out=$($BIN train --config "$W/ce.yaml" --out "$W/ce-wide" --init "$ck" --set model.width=16 2>&1); rc=$?
+if [ $rc -ne 0 ] && echo "$out" | grep -q "enc.conv1.weight" && echo "$out" | grep -q "$ck" && [ ! -d "$W/ce-wide/checkpoints" ]; then
+  ok init-other-width "exit $rc: $(echo "$out" | grep -m1 train.init | cut -c1-220)"
+else fail init-other-width "exit $rc: $(echo "$out" | tail -2)"; fi
+out=$($BIN evaluate --config "$W/tiny.yaml" --checkpoint "$ck" --test "$W/tiny.mcld" --out "$W/ev-msp" --set 'eval.scorers=[sei, msp]' 2>&1); rc=$?
+if [ $rc -ne 0 ] && echo "$out" | grep -q "'msp'" && echo "$out" | grep -q "$ck"; then
+  ok scorer-needs-classifier "exit $rc: $(echo "$out" | tail -1 | cut -c1-220)"
+else fail scorer-needs-classifier "exit $rc: $(echo "$out" | tail -2)"; fi
+out=$($MPI $BIN train --config "$W/ce.yaml" --out "$W/ce" --init "$ck" 2>&1); rc=$?
+rows=$(grep -cE "^\| (msp|odin T=1000 eps=0.0014|mahalanobis|rotation) \| [0-9]" "$W/ce/eval/report.md" 2>/dev/null)
+if [ $rc -eq 0 ] && echo "$out" | grep -q "train.init: [0-9]* tensors from $ck" && [ "$rows" = 4 ] && grep -q '"loss_rotation"' "$W/ce/metrics.jsonl"; then
+  ok baseline-run "ce-rotation from the MCL encoder, 2 ranks: 4 scorer rows; $(grep -E '^\| msp' "$W/ce/eval/report.md")"
+else fail baseline-run "exit $rc, $rows scorer rows: $(echo "$out" | tail -3)"; fi
 
 # 6. `mcl-dist metrics` agrees with the golden metrics on the golden scores
 GD=${MCL_GOLDEN_DIR:-$(cd "$(dirname "$0")/.." && pwd)/Tests/golden}

@@ -14,7 +14,7 @@ final class GradientCheckTests: XCTestCase {
         var all: [LossConfig] = []
         for useAux in [true, false] {
             for floor in [nil, 1e-7, 0.1] as [Double?] {
-                for kind in LossKind.allCases {
+                for kind in LossKind.allCases where !kind.isSupervised {
                     let modes: [SPAMode] = (kind == .spa || kind == .mcl) ? SPAMode.allCases : [.official]
                     for mode in modes {
                         all.append(LossConfig(kind: kind, spa: mode, tau: 0.3, alpha: 0.1, beta: 2.5,

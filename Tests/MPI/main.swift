@@ -195,6 +195,52 @@ let globalViews = 2 * globalPairs
     report("perrank-bn-gradient-sum", err, tol: 1e-4)
 }
 
+/// The cross-entropy objectives (sync BatchNorm): the step-0 loss and the gradient summed over
+/// ranks equal the single-process step's, for ce-rotation (one view per (image, rotation) pair;
+/// each rank's class and rotation shares) and ce-simclr (two views per image; the cross-entropy
+/// shares and the sharded SimCLR term).
+@MainActor func checkSupervisedRankInvariance() throws {
+    let kinds: [(LossKind, Int)] = [(.ceRotation, 4), (.ceSimCLR, 1)]
+    if skipAtOneRank(kinds.flatMap { ["\($0.0.rawValue)-loss", "\($0.0.rawValue)-gradient-sum"] }) { return }
+    Conv2d.deterministic = true
+    defer { Conv2d.deterministic = false }
+    for (kind, R) in kinds {
+        let views = 64
+        guard views % comm.size == 0 else { continue }
+        let n = views / comm.size
+        // ce-rotation: view g = pair g (image g / 4, rotation g % 4); ce-simclr: views 2p, 2p + 1 of image p.
+        func batch(_ start: Int, _ count: Int) -> (views: [Float], main: [Int32], aux: [Int32]) {
+            if kind == .ceSimCLR { return synthBatch(start: start, count: count, rotations: 1, seed: 21) }
+            var b = synthBatch(start: start, count: count, rotations: 1, seed: 21)
+            b.main = (start..<(start + count)).map { Int32(($0 / R) % 3) }
+            b.aux = (start..<(start + count)).map { Int32($0 % R) }
+            return b
+        }
+        var loss = LossConfig(kind: kind, tau: 0.2, floor: 1e-7, useAux: false)
+        loss.simclrWeight = 0.3
+        let config = ModelConfig(arch: "resnet18", width: 4, projectorHidden: 32, projectionDim: 16, classes: 3,
+                                 rotationHead: kind == .ceRotation)
+        func trainer(_ c: Communicator) throws -> DistributedTrainer {
+            let model = try ResNetModel(config)
+            model.initialise(seed: 31)
+            return DistributedTrainer(model: model, comm: c, loss: loss, schedule: CosineSchedule(baseLR: 0.1, totalSteps: 3),
+                                      seed: 3, syncBN: true)
+        }
+        let local = batch(comm.rank * n, n), full = batch(0, views)
+        let dist = try trainer(comm), ref = try trainer(LocalCommunicator())
+        let a = local.views.withUnsafeBufferPointer { dist.computeGradients(views: $0.baseAddress!, localViews: n, main: local.main, aux: local.aux, step: 0) }
+        let b = full.views.withUnsafeBufferPointer { ref.computeGradients(views: $0.baseAddress!, localViews: views, main: full.main, aux: full.aux, step: 0) }
+        if comm.isRoot { print("  \(kind.rawValue) loss np=\(comm.size) \(a.loss) (ce \(a.ce) rot \(a.rotation) simclr \(a.ccm)) np=1 \(b.loss)") }
+        report("\(kind.rawValue)-loss", abs(a.loss - b.loss) / abs(b.loss), tol: 1e-5)
+        let g1 = dist.model.store.grads.array, g2 = ref.model.store.grads.array
+        var err = 0.0
+        for p in dist.model.store.params {
+            err = max(err, Compare.relToMax(Array(g1[p.offset..<(p.offset + p.count)]), Array(g2[p.offset..<(p.offset + p.count)])))
+        }
+        report("\(kind.rawValue)-gradient-sum", err, tol: 1e-5)
+    }
+}
+
 /// Sync BatchNorm layer alone: shards of a batch with the allreduce hook give the statistics,
 /// outputs and input gradients of the whole batch in one process.
 @MainActor func checkSyncBNLayer() {
@@ -253,6 +299,7 @@ do {
     checkSyncBNLayer()
     try checkRankInvarianceSyncBN()
     try checkPerRankBNGradient()
+    try checkSupervisedRankInvariance()
 } catch {
     comm.abort("\(error)", code: 2)
 }
