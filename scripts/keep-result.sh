@@ -13,10 +13,12 @@ if [ -f "$RUN/eval/roc-8way-wavg.png" ]; then cp "$RUN/eval/roc-8way-wavg.png" "
 python3 - "$RUN/metrics.jsonl" "$OUT/loss.csv" <<'PY'
 import json, sys
 with open(sys.argv[2], "w") as f:
-    f.write("step,epoch,loss,loss_ccm,loss_spa,lr,images_per_s,step_s\n")
-    for line in open(sys.argv[1]):
-        r = json.loads(line)
-        f.write(f"{r['step']},{r['epoch']},{r['loss']},{r['loss_ccm']},{r['loss_spa']},{r['lr']},{r['images_per_s']},{r['step_s']}\n")
+    rows = [json.loads(line) for line in open(sys.argv[1])]
+    ce = any("loss_ce" in r for r in rows)  # the cross-entropy objectives log their terms too
+    f.write("step,epoch,loss,loss_ccm,loss_spa," + ("loss_ce,loss_rotation," if ce else "") + "lr,images_per_s,step_s\n")
+    for r in rows:
+        extra = f"{r.get('loss_ce', 0)},{r.get('loss_rotation', 0)}," if ce else ""
+        f.write(f"{r['step']},{r['epoch']},{r['loss']},{r['loss_ccm']},{r['loss_spa']},{extra}{r['lr']},{r['images_per_s']},{r['step_s']}\n")
 PY
 if [ -n "$LOG" ]; then grep -v -E "^epoch [0-9]+/[0-9]+ step " "$LOG" > "$OUT/run-log.txt"; fi
 echo "kept $RUN -> $OUT"

@@ -3,7 +3,7 @@ import MCLTrain
 
 struct CheckpointCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "checkpoint", abstract: "Inspect checkpoints.",
-                                                    subcommands: [Verify.self])
+                                                    subcommands: [Verify.self, Weights.self])
 
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -14,6 +14,22 @@ struct CheckpointCommand: ParsableCommand {
         func run() throws {
             runGuarded {
                 print(try Checkpoints.verify(path: file).text)
+                return 0
+            }
+        }
+    }
+
+    struct Weights: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a checkpoint's model tensors without the optimizer state (to keep or share trained weights).",
+            discussion: "The result is read by evaluate --checkpoint, train --init and detect like the checkpoint itself.")
+        @Argument(help: "A checkpoint's .safetensors or .json file.") var file: String
+        @Option(help: "The file to write.") var out: String
+
+        func run() throws {
+            runGuarded {
+                let s = try Checkpoints.exportWeights(from: file, to: out)
+                print("\(out): \(s.model.arch) width \(s.model.width) from \(s.weights), without the optimizer state")
                 return 0
             }
         }

@@ -104,4 +104,30 @@ final class BaselineJobTests: XCTestCase {
             for i in 0..<n { XCTAssertGreaterThan(s1[i], s0[i], "T=\(T) image \(i)") }
         }
     }
+
+    /// `checkpoint weights`: a CE-rotation checkpoint's model tensors without the optimizer state,
+    /// the heads named in the metadata, the same values, readable like the checkpoint.
+    func testExportWeightsDropsTheOptimizerState() throws {
+        let dir = tmp("run")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = ModelConfig(arch: "resnet18", width: 4, projectorHidden: 8, projectionDim: 4, classes: 3, rotationHead: true)
+        let model = try ResNetModel(config)
+        model.initialise(seed: 6)
+        let opt = SGD(count: model.store.paramCount)
+        let state = TrainState(step: 5, epoch: 0, stepInEpoch: 5, totalSteps: 10, optimizerSteps: 5, seed: 1,
+                               configHash: "h", worldSize: 1, weights: "", lastLoss: 1, createdAt: "now")
+        let ckpt = try Checkpoints.save(model: model, optimizer: opt, state: state, runDir: dir, keep: 2)
+        let out = dir + "/weights.safetensors"
+        let summary = try Checkpoints.exportWeights(from: ckpt, to: out)
+        XCTAssertEqual(summary.model, config, "the heads come back from the checkpoint's metadata")
+        let f = try SafeTensorsFile(path: out)
+        XCTAssertFalse(f.names.contains { $0.hasPrefix("optimizer.") })
+        XCTAssertEqual(f.names.count, model.store.params.count + model.store.stats.count)
+        XCTAssertEqual(f.metadata["classes"], "3"); XCTAssertEqual(f.metadata["rotation_head"], "true")
+        let back = try ResNetModel(config)
+        try Checkpoints.load(weights: out, model: back, optimizer: nil)
+        XCTAssertEqual(back.store.values.array, model.store.values.array)
+        XCTAssertEqual(back.store.state.array, model.store.state.array)
+        XCTAssertTrue(try Checkpoints.verify(path: out).text.contains("classifier 3 classes, rotation head"))
+    }
 }

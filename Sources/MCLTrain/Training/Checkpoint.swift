@@ -51,7 +51,7 @@ public enum Checkpoints {
         var w = SafeTensorsWriter()
         w.metadata = ["format": "pt", "producer": "mcl-dist", "step": "\(state.step)", "arch": model.config.arch,
                       "width": "\(model.config.width)", "projector_hidden": "\(model.config.projectorHidden)",
-                      "projection_dim": "\(model.config.projectionDim)"]
+                      "projection_dim": "\(model.config.projectionDim)"].merging(headMetadata(model.config)) { a, _ in a }
         model.store.addTensors(to: &w)
         for p in model.store.params {
             w.add("optimizer.momentum_buffer." + p.name, shape: p.shape,
@@ -168,7 +168,10 @@ public struct CheckpointSummary: Sendable {
     public var checksums: Bool
 
     public var text: String {
-        var s = "\(weights): ok: \(model.arch) width \(model.width), projector \(model.projectorHidden) -> \(model.projectionDim), \(tensors) tensors, "
+        var s = "\(weights): ok: \(model.arch) width \(model.width), projector \(model.projectorHidden) -> \(model.projectionDim), "
+        if model.classes > 0 { s += "classifier \(model.classes) classes, " }
+        if model.rotationHead { s += "rotation head, " }
+        s += "\(tensors) tensors, "
         s += checksums ? "every tensor's checksum verified, " : "no checksums (written before mcl-dist 0.2), "
         s += "all finite"
         if let st = state { s += "; step \(st.step) of \(st.totalSteps) (epoch \(st.epoch + 1)), \(st.worldSize) rank(s), config hash \(st.configHash)" }
@@ -194,9 +197,45 @@ extension Checkpoints {
         guard let arch = f.metadata["arch"], ModelConfig.architectures[arch] != nil else {
             throw SafeTensorsError("\(weights): metadata 'arch' is missing or unknown: not a checkpoint of mcl-dist train")
         }
-        let config = ModelConfig(arch: arch, width: try meta("width"), projectorHidden: try meta("projector_hidden"), projectionDim: try meta("projection_dim"))
+        var config = ModelConfig(arch: arch, width: try meta("width"), projectorHidden: try meta("projector_hidden"), projectionDim: try meta("projection_dim"))
+        // The heads: from the metadata, or (checkpoints written before it named them) from the tensors.
+        if f.metadata["classes"] != nil { config.classes = try meta("classes") }
+        else if f.has("classifier.weight"), let shape = try? f.shape("classifier.weight"), shape.count == 2, shape[0] >= 2, shape[0] <= 1 << 16 {
+            config.classes = shape[0]
+        }
+        config.rotationHead = f.metadata["rotation_head"] == "true" || f.has("rotation_head.weight")
         let model = try ResNetModel(config)
-        try load(weights: weights, model: model, optimizer: SGD(count: model.store.paramCount))
+        // Weights exported without the optimizer state (`checkpoint weights`) have no momentum.
+        let hasOptimizer = f.names.contains { $0.hasPrefix("optimizer.") }
+        try load(weights: weights, model: model, optimizer: hasOptimizer ? SGD(count: model.store.paramCount) : nil)
         return CheckpointSummary(weights: weights, state: state, model: config, tensors: f.entries.count, checksums: f.hasChecksums)
+    }
+
+    /// `mcl-dist checkpoint weights`: the model's tensors of a checkpoint (parameters and running
+    /// statistics, without the optimizer state) into a new safetensors file, with the model's
+    /// metadata and the source named; the checkpoint is verified first, the file written
+    /// atomically. `evaluate --checkpoint`, `train --init` and `detect` read the result.
+    @discardableResult
+    public static func exportWeights(from path: String, to out: String) throws -> CheckpointSummary {
+        let summary = try verify(path: path)
+        let f = try SafeTensorsFile(path: summary.weights)
+        let model = try ResNetModel(summary.model)
+        try model.store.load(from: f)
+        var w = SafeTensorsWriter()
+        w.metadata = ["format": "pt", "producer": "mcl-dist", "arch": summary.model.arch, "width": "\(summary.model.width)",
+                      "projector_hidden": "\(summary.model.projectorHidden)", "projection_dim": "\(summary.model.projectionDim)",
+                      "source": summary.weights].merging(headMetadata(summary.model)) { a, _ in a }
+        if let step = f.metadata["step"] { w.metadata["step"] = step }
+        model.store.addTensors(to: &w)
+        try w.write(to: out)
+        return summary
+    }
+
+    /// The heads in a checkpoint's metadata (absent for the contrastive models).
+    static func headMetadata(_ m: ModelConfig) -> [String: String] {
+        var d: [String: String] = [:]
+        if m.classes > 0 { d["classes"] = "\(m.classes)" }
+        if m.rotationHead { d["rotation_head"] = "true" }
+        return d
     }
 }
