@@ -150,6 +150,8 @@ public enum Planner {
 
     /// Times the global loss at `views` views on this machine.
     public static func measureLoss(views: Int, dim: Int, config: LossConfig) -> Double {
+        // The cross-entropy terms are O(V K) and negligible; only a contrastive term is timed.
+        guard let config = config.contrastivePart else { return 0 }
         var rng = SplitMix64(seed: 1)
         let z = (0..<(views * dim)).map { _ in Float(rng.nextGaussian()) }
         let main = (0..<views).map { Int32(($0 / 8) % 10) }
@@ -203,18 +205,18 @@ extension Planner {
         let count = datasetImages(config, request)
         var results: [PlanResult] = []
         for n in request.ranks {
-            guard (2 * config.batchSize) % n == 0 else {
-                throw ConfigError("--ranks \(n): the \(2 * config.batchSize) views of a batch do not split evenly")
+            guard (config.viewsPerPair * config.batchSize) % n == 0 else {
+                throw ConfigError("--ranks \(n): the \(config.viewsPerPair * config.batchSize) views of a batch do not split evenly")
             }
             let t = request.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / n)
-            let perRank = 2 * config.batchSize / n
+            let perRank = config.viewsPerPair * config.batchSize / n
             var vps = request.viewsPerSecond ?? 0
             if vps == 0 {
                 Threads.set(t)
                 let b = min(perRank, config.microBatch > 0 ? config.microBatch : perRank, maxBenchViews)
                 vps = try TrainBenchmark.run(config: config.model, batch: b, steps: 3, warmup: 1).images_per_s
             }
-            let lossViews = min(2 * config.batchSize, 4096)
+            let lossViews = min(config.viewsPerPair * config.batchSize, 4096)
             let cal = PlanCalibration(viewsPerSecondPerRank: vps,
                                       lossSeconds: measureLoss(views: lossViews, dim: config.model.projectionDim, config: config.loss),
                                       lossViews: lossViews, latencySeconds: request.latencyUs * 1e-6,

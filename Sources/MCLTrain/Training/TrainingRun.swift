@@ -79,7 +79,7 @@ public struct TrainingRun {
     /// The run's header line, and the warning about per-rank BatchNorm with few images per rank.
     public func announce(log: (String) -> Void) {
         let c = config
-        log("mcl-dist train: \(c.model.arch) width \(c.model.width), \(loader.dataset.count) images x \(c.rotations) rotations, batch \(c.batchSize) (\(2 * c.batchSize) views), \(comm.size) rank(s) x \(Threads.count) thread(s), \(stepsPerEpoch) steps/epoch, \(totalSteps) steps, lr \(c.baseLR)")
+        log("mcl-dist train: \(c.model.arch) width \(c.model.width), \(loader.dataset.count) images x \(c.rotations) rotations, batch \(c.batchSize) (\(c.viewsPerPair * c.batchSize) views), \(comm.size) rank(s) x \(Threads.count) thread(s), \(stepsPerEpoch) steps/epoch, \(totalSteps) steps, lr \(c.baseLR)")
         let imagesPerRank = c.batchSize / c.rotations / comm.size
         if comm.size > 1 && !c.syncBN && [.mcl, .spa, .supcon].contains(c.loss.kind) && imagesPerRank < 128 {
             log("mcl-dist: warning: model.sync_bn is false and each rank normalises only \(imagesPerRank) images: \(c.loss.kind.rawValue)'s positives often lie on other ranks, and per-rank BatchNorm statistics then slow its learning markedly (docs/results.md); consider model.sync_bn: true")
