@@ -63,6 +63,9 @@ public enum Golden {
         GoldenKind(prefix: "metrics-", checkedBy: "GoldenEvalTests") { _ in ["higher_is_in_distribution", "percent"] },
         GoldenKind(prefix: "sei-", checkedBy: "GoldenEvalTests") { _ in ["num_main", "num_aux", "dim", "views", "ridge", "view_rotation"] },
         GoldenKind(prefix: "augment-", checkedBy: "AugmentGoldenTests") { _ in ["brightness", "contrast", "saturation", "hue", "crop"] },
+        GoldenKind(prefix: "odin-", checkedBy: "GoldenODINTests") { _ in
+            ["arch", "width", "projector_hidden", "projection_dim", "batch", "bn_eps", "classes", "temperature", "epsilon"]
+        },
         GoldenKind(prefix: "supervised-", checkedBy: "GoldenSupervisedTests") { md in
             switch md["kind"] ?? "" {
             case "ce-rotation": return ["kind", "views", "classes", "rotation_weight"]

@@ -535,6 +535,45 @@ def make_model_case(name):
 # ----------------------------------------------------------------------------------------------
 # Optimiser (SPEC 6)
 
+ODIN_MD = {"classes": "4", "temperature": "1000", "epsilon": "0.0014"}
+
+
+def make_odin_case(name):
+    """The network of model-resnet18-w8 (its parameters, calibrated running statistics and input)
+    with a 4-class classifier on the feature (PyTorch's default Linear init from the case's seed)."""
+    inputs, md = make_model_case("model-resnet18-w8")
+    rng = case_rng(name)
+    seed_torch(rng)
+    head = nn.Linear(8 * int(md["width"]), int(ODIN_MD["classes"]))
+    inputs = {k: v for k, v in inputs.items() if k != "dloss_dz"}
+    inputs["param.classifier.weight"] = head.weight.detach().numpy().astype(np.float32) * 4
+    inputs["param.classifier.bias"] = head.bias.detach().numpy().astype(np.float32)
+    return inputs, {**md, **ODIN_MD, "loss": "ODIN on eval-mode logits"}
+
+
+def compute_odin(inputs, md):
+    """ODIN (Liang et al. 2017) in float64, eval mode: `logits`; y = argmax; `input_grad` =
+    d/dx sum_i -log softmax(logits_i / T)[y_i]; x' = x - eps * (2 [input_grad >= 0] - 1) (the
+    authors' torch.ge); `perturbed_logits`; `score` = max softmax(perturbed_logits / T)."""
+    model = build_model(md)
+    state = model_state(model)
+    model.load_state_dict({k: f64(inputs["param." + k]) for k in state}, strict=False)
+    head = nn.Linear(8 * int(md["width"]), int(md["classes"])).double()
+    head.weight.data, head.bias.data = f64(inputs["param.classifier.weight"]), f64(inputs["param.classifier.bias"])
+    model.eval()
+    T, eps = float(md["temperature"]), float(md["epsilon"])
+    x = f64(inputs["input"]).requires_grad_()
+    logits = head(model(x)[0])
+    y = logits.argmax(dim=1)
+    F.cross_entropy(logits / T, y, reduction="sum").backward()
+    step = torch.ge(x.grad, 0).double() * 2 - 1
+    with torch.no_grad():
+        perturbed = head(model(x - eps * step)[0])
+        score = torch.softmax(perturbed / T, dim=1).max(dim=1).values
+    out = {"logits": logits.detach(), "input_grad": x.grad, "perturbed_logits": perturbed, "score": score}
+    return {k: v.numpy().astype(np.float32) for k, v in out.items()}
+
+
 def cosine_lr(step, base_lr, eta_min, total_steps):
     """lr_t = eta_min + (lr - eta_min)(1 + cos(pi t / T)) / 2 (per step, no warm-up)."""
     return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * step / total_steps)) / 2
@@ -749,11 +788,12 @@ KINDS = {
              lambda k: ("exact", 0) if k.endswith(".pred") else ("max", 1e-5) if k in ("means", "covariances")
              else ("rel", 1e-5)),
     "augment-": (make_augment_case, compute_augment, lambda k: ("max", 1e-4)),
+    "odin-": (make_odin_case, compute_odin, lambda k: ("rel", 1e-4) if k == "score" else ("max", 1e-3)),
     "supervised-": (make_supervised_case, compute_supervised, lambda k: ("rel", 1e-5) if k == "loss" else ("max", 1e-4)),
 }
 CASES = sorted([*LOSS_CASES, "model-resnet18-w8", "model-resnet34-w8", "optim-sgd-nesterov-cosine",
                 "metrics-balanced", "metrics-perfect", "metrics-unbalanced-ties",
-                "sei-1way", "sei-4way", "sei-8way", "augment-ops", *SUPERVISED_CASES])
+                "sei-1way", "sei-4way", "sei-8way", "augment-ops", *SUPERVISED_CASES, "odin-resnet18-w8"])
 
 
 GOLDEN_README = """\
@@ -777,6 +817,7 @@ model outputs and gradients 1e-3 relative to the largest element; SEI prediction
 | `metrics-<case>` | `ind_scores`, `ood_scores` f32; `auroc`, `aupr_in`, `aupr_out`, `fpr95` [1] f64, percent | higher_is_in_distribution, percent |
 | `sei-<V>way` | `train_features` [n,d], `train_main`, `train_aux`; `means` [C,R,d], `covariances` [C,R,d,d] (ridge included); `test_views` [T,V,d], `test_main`; `distances` [T,V,C]; `<agg>.pred`, `<agg>.score` for agg in avg, max, wavg | num_main, num_aux, views, dim, ridge, covariance, distance, view_rotation |
 | `supervised-ce`, `supervised-ce-rotation`, `supervised-ce-simclr` | `logits` [V,10] f32, `main`/`aux` [V] i32 (ce-rotation: rows image-major, rotation r = row % 4), `rotation_logits` [V,4] (ce-rotation), `z` [V,16] (ce-simclr, two views per image interleaved); `loss` [1], `grad_logits`, `grad_rotation_logits`, `grad_z` | kind (ce, ce-rotation, ce-simclr), views, classes, rotation_weight, simclr_weight, tau, floor, dim |
+| `odin-resnet18-w8` | the `param.*` and `input` of model-resnet18-w8 plus `param.classifier.weight` [4,64], `param.classifier.bias`; eval-mode `logits`, `input_grad` (d/dx of sum -log softmax(logits/T)[argmax]), `perturbed_logits` after x' = x - eps sign, `score` = max softmax(perturbed/T) | the model's keys, classes, temperature, epsilon |
 | `augment-ops` | `input` [5,3,32,32] in [0,1]; `brightness`, `contrast`, `saturation`, `hue`, `grayscale` (3 channels, 0.2989 R + 0.587 G + 0.114 B), `resized_crop` (bilinear to 32x32), `hflip`, `rot90` (one quarter turn counter-clockwise) | brightness, contrast, saturation, hue, crop |
 """
 
