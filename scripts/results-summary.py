@@ -11,7 +11,7 @@ for arg in sys.argv[1:]:
     label, d = arg.rsplit("=", 1)
     base = os.path.join("docs/results", d)
     r = json.load(open(os.path.join(base, "report.json")))
-    rows = {(x["views"], x["aggregation"]): x for x in r["rows"]}
+    rows = {(x["views"], x["aggregation"]): x for x in r["rows"] if "method" not in x}  # SEI rows only
     row = rows.get((8, "wavg")) or rows[(1, "none")]
     m = row["ood"][0]["metrics"]
     way = "" if row["views"] == 8 else " (1-way)"

@@ -164,6 +164,10 @@ out=$($BIN evaluate --config "$W/tiny.yaml" --checkpoint "$ck" --test "$W/tiny.m
 if [ $rc -ne 0 ] && echo "$out" | grep -q "'msp'" && echo "$out" | grep -q "$ck"; then
   ok scorer-needs-classifier "exit $rc: $(echo "$out" | tail -1 | cut -c1-220)"
 else fail scorer-needs-classifier "exit $rc: $(echo "$out" | tail -2)"; fi
+out=$($BIN train --config "$W/tiny.yaml" --out "$W/msp-mcl" --set eval.after_train=true --set data.test="$W/tiny.mcld" --set 'eval.scorers=[sei, msp]' 2>&1); rc=$?
+if [ $rc -ne 0 ] && echo "$out" | grep -q "'msp'" && [ ! -d "$W/msp-mcl/checkpoints" ]; then
+  ok scorer-checked-before-training "exit $rc, nothing trained: $(echo "$out" | tail -1 | cut -c1-160)"
+else fail scorer-checked-before-training "exit $rc: $(echo "$out" | tail -2)"; fi
 out=$($MPI $BIN train --config "$W/ce.yaml" --out "$W/ce" --init "$ck" 2>&1); rc=$?
 rows=$(grep -cE "^\| (msp|odin T=1000 eps=0.0014|mahalanobis|rotation) \| [0-9]" "$W/ce/eval/report.md" 2>/dev/null)
 if [ $rc -eq 0 ] && echo "$out" | grep -q "train.init: [0-9]* tensors from $ck" && [ "$rows" = 4 ] && grep -q '"loss_rotation"' "$W/ce/metrics.jsonl"; then

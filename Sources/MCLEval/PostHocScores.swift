@@ -8,7 +8,10 @@ import MCLCore
 /// Maximum softmax probability (Hendrycks & Gimpel 2016, the "Baseline"): for logits l_i of n
 /// images (`[n, classes]`), score_i = max_k softmax(l_i / T)_k and the prediction argmax_k l_ik.
 /// ODIN's score is this at its temperature on the perturbed images.
-public func maxSoftmaxScores(logits: [Float], count n: Int, classes: Int, temperature: Double = 1) -> (score: [Double], pred: [Int]) {
+/// With `log`, the score is log max_k softmax(l_i / T)_k (computed directly, so that confident
+/// images are not all rounded to a probability of exactly 1).
+public func maxSoftmaxScores(logits: [Float], count n: Int, classes: Int, temperature: Double = 1,
+                             log: Bool = false) -> (score: [Double], pred: [Int]) {
     precondition(logits.count == n * classes)
     var score = [Double](repeating: 0, count: n), pred = [Int](repeating: 0, count: n)
     logits.withUnsafeBufferPointer { lp in
@@ -16,7 +19,8 @@ public func maxSoftmaxScores(logits: [Float], count n: Int, classes: Int, temper
             let row = lp.baseAddress! + i * classes
             let k = Softmax.argmax(row, count: classes)
             // max softmax = exp(l_k / T - logsumexp(l / T)).
-            score[i] = Foundation.exp(Double(row[k]) / temperature - Softmax.logSumExp(row, count: classes, temperature: temperature))
+            let logP = Double(row[k]) / temperature - Softmax.logSumExp(row, count: classes, temperature: temperature)
+            score[i] = log ? logP : Foundation.exp(logP)
             pred[i] = k
         }
     }

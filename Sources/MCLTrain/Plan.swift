@@ -68,7 +68,7 @@ public enum Planner {
                                 parameterCount: Int, batchNormChannels: [Int] = [],
                                 calibration c: PlanCalibration) -> PlanResult {
         let pairs = config.batchSize
-        let views = 2 * pairs
+        let views = config.viewsPerPair * pairs
         let perRank = views / max(1, ranks)
         let steps = max(1, datasetImages * config.rotations / pairs)
         let chunked = config.microBatch > 0 && config.microBatch < perRank
@@ -123,7 +123,7 @@ public enum Planner {
     /// computed without building the model), so that a configuration far beyond this machine is
     /// refused with a message instead of failing an allocation.
     public static func trainingBytesPerRank(_ config: RunConfig, ranks: Int) -> Double {
-        let views = 2 * Double(config.batchSize)
+        let views = Double(config.viewsPerPair * config.batchSize)
         let perRank = views / Double(max(1, ranks))
         let held = config.microBatch > 0 ? min(Double(config.microBatch), perRank) : perRank
         let zBytes = ranks > 1 ? views * Double(config.model.projectionDim) * 4 : 0

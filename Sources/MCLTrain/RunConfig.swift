@@ -267,8 +267,14 @@ public struct RunConfig: Sendable {
         if loss.kind == .ceRotation && rotations != 4 {
             throw ConfigError("data.rotations: loss.kind ce-rotation predicts 4 rotations; set data.rotations: 4, got \(rotations)")
         }
+        if model.classes > 0 && !loss.kind.isSupervised {
+            throw ConfigError("model.classes: \(model.classes), but loss.kind \(loss.kind.rawValue) trains no classifier (only ce, ce-rotation and ce-simclr do); set model.classes: 0")
+        }
         if (loss.kind == .ce || loss.kind == .ceSimCLR) && rotations != 1 {
             throw ConfigError("data.rotations: loss.kind \(loss.kind.rawValue) is trained on unrotated images; set data.rotations: 1 (ce-rotation has the rotation task), got \(rotations)")
+        }
+        if (loss.kind == .ce || loss.kind == .ceRotation) && feature == .projection {
+            throw ConfigError("eval.feature: projection, but loss.kind \(loss.kind.rawValue) does not train the projector; set eval.feature: backbone")
         }
         if batchSize % rotations != 0 {
             throw ConfigError("train.batch_size: \(batchSize) is not divisible by data.rotations = \(rotations) (the batch counts (image, rotation) pairs)")

@@ -15,7 +15,9 @@ extension RunConfig {
     /// Keys that may change between a run and its continuation.
     public static func isContinuationKey(_ key: String) -> Bool {
         key.hasPrefix("eval.") || key.hasPrefix("job.") ||
-            ["train.epochs", "train.max_steps", "train.checkpoint_every", "train.keep_checkpoints", "data.test", "data.ood"].contains(key)
+            ["train.epochs", "train.max_steps", "train.checkpoint_every", "train.keep_checkpoints", "data.test", "data.ood",
+             // The weights a run started from: a continued run reads its own checkpoint instead.
+             "train.init"].contains(key)
     }
 
     /// Every key (`section.key`) with its value as text, from the resolved YAML.

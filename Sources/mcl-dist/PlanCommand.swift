@@ -36,7 +36,7 @@ struct PlanCommand: ParsableCommand {
                 let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys, .prettyPrinted]
                 print(String(decoding: try enc.encode(results), as: UTF8.self))
             } else {
-                print("plan: \(cfg.model.arch) width \(cfg.model.width), batch \(cfg.batchSize) (\(2 * cfg.batchSize) views), \(Planner.datasetImages(cfg, request)) images x \(cfg.rotations) rotations, \(cfg.epochs) epochs, bandwidth \(bandwidth) GB/s, sync_bn \(cfg.syncBN)")
+                print("plan: \(cfg.model.arch) width \(cfg.model.width), batch \(cfg.batchSize) (\(cfg.viewsPerPair * cfg.batchSize) views), \(Planner.datasetImages(cfg, request)) images x \(cfg.rotations) rotations, \(cfg.epochs) epochs, bandwidth \(bandwidth) GB/s, sync_bn \(cfg.syncBN)")
                 print("ranks threads  step_s  compute  loss  z_exchng allreduce  bn_sync  comm%  images/s  epoch      total     mem/rank")
                 for r in results {
                     print(String(format: "%5d %7d %7.3f %8.3f %5.3f %9.4f %9.4f %8.4f %6.1f %9.1f %9@ %9@ %8.2f GB",

@@ -131,7 +131,13 @@ final class BaselineConfigTests: XCTestCase {
         }
         XCTAssertThrowsError(try parse("model: {classes: 1}")) { e in XCTAssertTrue("\(e)".contains("model.classes"), "\(e)") }
         XCTAssertThrowsError(try parse("eval: {scorers: [msp, energy]}")) { e in XCTAssertTrue("\(e)".contains("eval.scorers"), "\(e)") }
-        let c = try parse("model: {classes: 10}\nloss: {kind: ce-rotation}\ndata: {train: t.mcld, rotations: 4}\neval: {scorers: [rotation, msp]}")
+        XCTAssertThrowsError(try parse("model: {classes: 10}\nloss: {kind: ce-rotation}\ndata: {train: t.mcld, rotations: 4}")) { e in
+            XCTAssertTrue("\(e)".contains("eval.feature"), "\(e)")   // the projector is not trained by cross-entropy
+        }
+        XCTAssertThrowsError(try parse("model: {classes: 10}\nloss: {kind: mcl}")) { e in
+            XCTAssertTrue("\(e)".contains("model.classes") && "\(e)".contains("mcl"), "\(e)")
+        }
+        let c = try parse("model: {classes: 10}\nloss: {kind: ce-rotation}\ndata: {train: t.mcld, rotations: 4}\neval: {scorers: [rotation, msp], feature: backbone}")
         XCTAssertTrue(c.model.rotationHead)
         XCTAssertEqual(c.viewsPerPair, 1)
         XCTAssertEqual(c.augmentRecipe, .cropFlip)

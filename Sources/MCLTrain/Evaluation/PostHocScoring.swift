@@ -82,9 +82,9 @@ func scoreImages(model: ResNetModel, dataset: PackedDataset, indices: ArraySlice
             }
             if model.hasClassifier {
                 classLogits = Array(UnsafeBufferPointer(start: model.logits!, count: n * K))
-                let (s, p) = maxSoftmaxScores(logits: classLogits, count: n, classes: K)
+                let (s, p) = maxSoftmaxScores(logits: classLogits, count: n, classes: K, log: true)
                 for i in 0..<n {
-                    out[(row + i) * W + ScorerColumns.logMSP] = Float(Foundation.log(s[i]))
+                    out[(row + i) * W + ScorerColumns.logMSP] = Float(s[i])
                     out[(row + i) * W + ScorerColumns.mspPred] = Float(p[i])
                 }
             }

@@ -218,6 +218,9 @@ extension Checkpoints {
     @discardableResult
     public static func exportWeights(from path: String, to out: String) throws -> CheckpointSummary {
         let summary = try verify(path: path)
+        guard URL(fileURLWithPath: out).standardizedFileURL.path != URL(fileURLWithPath: summary.weights).standardizedFileURL.path else {
+            throw ConfigError("--out \(out) is the checkpoint itself; write the weights to another file")
+        }
         let f = try SafeTensorsFile(path: summary.weights)
         let model = try ResNetModel(summary.model)
         try model.store.load(from: f)

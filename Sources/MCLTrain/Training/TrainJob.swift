@@ -56,6 +56,9 @@ public final class TrainJob {
         var deadline = StallDeadline(configured: run.config.stallTimeout)
         comm.watch(phase: "startup", timeout: deadline.startup)
         let (start, resumedFrom) = try startingPoint(run)
+        if resumedFrom == nil && run.initPending {
+            throw ConfigError("train.init: \(run.config.initFrom) does not exist, and there is no checkpoint of this run to continue from")
+        }
         let metrics = try MetricsLog(path: run.outDir + "/metrics.jsonl", keepingStepsBefore: start, writer: comm.isRoot)
         StopSignal.install()
         run.announce(log: log)

@@ -19,6 +19,8 @@ public struct TrainingRun {
     public let totalSteps: Int
     /// Views of this rank per step (2 per (image, rotation) pair).
     public let viewsPerRank: Int
+    /// `train.init` names a file that is missing while the run may resume: a fresh start fails.
+    public let initPending: Bool
     let comm: Communicator
 
     public init(options: TrainOptions, comm: Communicator, log: (String) -> Void) throws {
@@ -50,9 +52,22 @@ public struct TrainingRun {
         }
         model = try ResNetModel(config.model)
         model.initialise(seed: config.seed)
+        // train.init: read now, before anything is written, unless the run may continue from its
+        // own checkpoint (--resume) and the file is gone; then only a fresh start needs it
+        // (`initPending`, checked once the starting point is known).
+        var pending = false
         if !config.initFrom.isEmpty {
-            let loaded = try InitialWeights.load(config.initFrom, into: model, projector: config.loss.kind.isContrastive)
-            log("train.init: \(loaded) tensors from \(config.initFrom) (the heads start fresh)")
+            if options.resume == nil || FileManager.default.fileExists(atPath: config.initFrom) {
+                let loaded = try InitialWeights.load(config.initFrom, into: model, projector: config.loss.kind.isContrastive)
+                log("train.init: \(loaded) tensors from \(config.initFrom) (the heads start fresh)")
+            } else {
+                pending = true
+            }
+        }
+        initPending = pending
+        if config.evalAfterTrain && !config.dataTest.isEmpty {
+            // A scorer the model cannot serve fails now, not after the training.
+            try checkScorers(config.scorers, model: model, checkpoint: "of this run (loss.kind \(config.loss.kind.rawValue))")
         }
         trainer = DistributedTrainer(model: model, comm: comm, loss: config.loss,
                                      schedule: CosineSchedule(baseLR: config.baseLR, totalSteps: totalSteps),
