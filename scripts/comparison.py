@@ -11,6 +11,8 @@ from pathlib import Path
 
 ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/results")
 OOD = "tinyimagenet"
+# MCL seed 0: the rerun with this session's binary when kept, else the session-5 run of the same config.
+MCL0 = "cmp-mcl-seed0" if (ROOT / "cmp-mcl-seed0" / "report.json").exists() else "cpu-mcl-5ep-sync"
 
 # Table 1: (method, run folder, row). A row is a report's SEI row ("1-way", "8-way wavg") or a
 # post-hoc scorer ("msp", "odin", "mahalanobis", "rotation").
@@ -22,7 +24,7 @@ TABLE1 = [
     ("SimCLR + SEI", "cmp-simclr-seed0", "8-way wavg"),
     ("SupCon + SEI", "cpu-supcon-5ep-sync", "8-way wavg"),
     ("Auxiliary Rotation + SEI", "cmp-ce-rotation-seed0", "8-way wavg"),
-    ("MCL + SEI", "cpu-mcl-5ep-sync", "8-way wavg"),
+    ("MCL + SEI", MCL0, "8-way wavg"),
 ]
 # Table 3 (no SEI: the model's own score; the fine-tuned ones with MSP, the contrastive ones 1-way).
 TABLE3 = [
@@ -31,21 +33,25 @@ TABLE3 = [
     ("SimCLR (joint fine-tuned), MSP", "ft-joint-from-simclr", "msp"),
     ("MCL (w/o aux), 1-way", "cpu-mcl-no-aux-5ep-sync", "1-way"),
     ("MCL (CE fine-tuned), MSP", "ft-ce-from-mcl", "msp"),
-    ("MCL, 1-way", "cpu-mcl-5ep-sync", "1-way"),
+    ("MCL, 1-way", MCL0, "1-way"),
 ]
 # Table 5: (model, folder, [rows]).
 TABLE5 = [
     ("MCL w/o Aux", "cpu-mcl-no-aux-5ep-sync", ["1-way"]),
     ("MCL + DA", "cmp-mcl-da-seed0", ["1-way", "8-way wavg"]),
-    ("MCL + Aux", "cpu-mcl-5ep-sync", ["1-way", "8-way wavg"]),
+    ("MCL + Aux", MCL0, ["1-way", "8-way wavg"]),
 ]
 # Seeds: (method, row, [folders]).
 SEEDS = [
-    ("MCL + SEI", "8-way wavg", ["cpu-mcl-5ep-sync", "cmp-mcl-seed1", "cmp-mcl-seed2"]),
+    ("MCL + SEI", "8-way wavg", [MCL0, "cmp-mcl-seed1", "cmp-mcl-seed2"]),
+    ("MCL, 1-way", "1-way", [MCL0, "cmp-mcl-seed1", "cmp-mcl-seed2"]),
+    ("ODIN (CE model)", "odin", ["cmp-ce-seed0", "cmp-ce-seed1", "cmp-ce-seed2"]),
+    ("Baseline: MSP (CE model)", "msp", ["cmp-ce-seed0", "cmp-ce-seed1", "cmp-ce-seed2"]),
 ]
-extra = ROOT / "comparison-seeds.json"   # the strongest baseline's seeds, when kept
-if extra.exists():
-    SEEDS += [tuple(x) for x in json.loads(extra.read_text())]
+if MCL0 == "cmp-mcl-seed0" and (ROOT / "cpu-mcl-5ep-sync").exists():
+    SEEDS.insert(1, ("MCL + SEI, with the session-5 seed-0 run", "8-way wavg",
+                     ["cpu-mcl-5ep-sync", MCL0, "cmp-mcl-seed1", "cmp-mcl-seed2"]))
+SEEDS = [s for s in SEEDS if all((ROOT / f / "report.json").exists() for f in s[2])]
 
 
 def row(folder, name):
