@@ -45,6 +45,8 @@ TABLE5 = [
 SEEDS = [
     ("MCL + SEI", "8-way wavg", [MCL0, "cmp-mcl-seed1", "cmp-mcl-seed2"]),
     ("MCL, 1-way", "1-way", [MCL0, "cmp-mcl-seed1", "cmp-mcl-seed2"]),
+    ("Auxiliary Rotation (the strongest baseline)", "rotation", ["cmp-ce-rotation-seed0", "cmp-ce-rotation-seed1", "cmp-ce-rotation-seed2"]),
+    ("Auxiliary Rotation + SEI", "8-way wavg", ["cmp-ce-rotation-seed0", "cmp-ce-rotation-seed1", "cmp-ce-rotation-seed2"]),
     ("ODIN (CE model)", "odin", ["cmp-ce-seed0", "cmp-ce-seed1", "cmp-ce-seed2"]),
     ("Baseline: MSP (CE model)", "msp", ["cmp-ce-seed0", "cmp-ce-seed1", "cmp-ce-seed2"]),
 ]
