@@ -31,6 +31,7 @@ TABLE3 = [
     ("Baseline (w/o NT-Xent): CE, MSP", "cmp-ce-seed0", "msp"),
     ("SimCLR (CE fine-tuned), MSP", "ft-ce-from-simclr", "msp"),
     ("SimCLR (joint fine-tuned), MSP", "ft-joint-from-simclr", "msp"),
+    ("MCL (w/o SPA, w/o aux), 1-way", "cmp-mcl-no-spa-no-aux-seed0", "1-way"),
     ("MCL (w/o aux), 1-way", "cpu-mcl-no-aux-5ep-sync", "1-way"),
     ("MCL (CE fine-tuned), MSP", "ft-ce-from-mcl", "msp"),
     ("MCL, 1-way", MCL0, "1-way"),
@@ -57,6 +58,8 @@ SEEDS = [s for s in SEEDS if all((ROOT / f / "report.json").exists() for f in s[
 
 
 def row(folder, name):
+    if not (ROOT / folder / "report.json").exists():
+        return None, None
     r = json.loads((ROOT / folder / "report.json").read_text())
     for x in r["rows"]:
         label = x.get("method") or (f"{x['views']}-way" if x["aggregation"] == "none" else f"{x['views']}-way {x['aggregation']}")
@@ -87,6 +90,9 @@ print("| Method | Run (`docs/results/`) | Row | Acc | AUROC | FPR@95 | AUPR-In |
 print("|---|---|---|---:|---:|---:|---:|---:|---:|")
 for method, folder, name in TABLE1:
     acc, m = row(folder, name)
+    if m is None:
+        print(f"| {method} | `{folder}` | {name} | not run | | | | | |")
+        continue
     print(f"| {method} | `{folder}` | {name} | {f2(acc)} | {f2(m['auroc'])} | {f2(m['fpr95'])} | {f2(m['aupr_in'])} | {f2(m['aupr_out'])} | {wall(folder)} |")
 
 print("\n### Seeds (mean ± sample standard deviation over the seeds)\n")
@@ -105,6 +111,9 @@ print("| Model | Run | Row | Acc | AUROC | FPR@95 | Wall time |")
 print("|---|---|---|---:|---:|---:|---:|")
 for method, folder, name in TABLE3:
     acc, m = row(folder, name)
+    if m is None:
+        print(f"| {method} | `{folder}` | {name} | not run | | | |")
+        continue
     print(f"| {method} | `{folder}` | {name} | {f2(acc)} | {f2(m['auroc'])} | {f2(m['fpr95'])} | {wall(folder)} |")
 
 print(f"\n### Table 5 at the CPU budget (OOD: {OOD})\n")
@@ -113,5 +122,8 @@ print("|---|---|---|---:|---:|---:|---:|")
 for method, folder, names in TABLE5:
     for name in names:
         acc, m = row(folder, name)
+        if m is None:
+            print(f"| {method} | {'-' if name == '1-way' else name} | `{folder}` | not run | | | |")
+            continue
         sei = "-" if name == "1-way" else name.replace("8-way ", "8-way ")
         print(f"| {method} | {sei} | `{folder}` | {f2(acc)} | {f2(m['auroc'])} | {f2(m['fpr95'])} | {wall(folder)} |")
