@@ -19,12 +19,14 @@ struct ScorerColumns {
 }
 
 /// Checks that the model can serve every requested scorer; the message names the scorer and the checkpoint.
-func checkScorers(_ scorers: [Scorer], model: ResNetModel, checkpoint: String) throws {
+/// `subject` names the model in the message when it is not a checkpoint's (a run about to train).
+func checkScorers(_ scorers: [Scorer], model: ResNetModel, checkpoint: String, subject: String? = nil) throws {
+    let who = subject ?? "the model of checkpoint \(checkpoint)"
     for s in scorers where s.needsClassifier && !model.hasClassifier {
-        throw EvalError("eval.scorers: '\(s.rawValue)' reads the classifier's logits, and the model of checkpoint \(checkpoint) has none (no classifier.weight; it was trained with a loss without a classifier, e.g. mcl or simclr): use the scorers sei or mahalanobis, or a checkpoint of loss.kind ce, ce-rotation or ce-simclr")
+        throw EvalError("eval.scorers: '\(s.rawValue)' reads the classifier's logits, and \(who) has none (no classifier.weight; it was trained with a loss without a classifier, e.g. mcl or simclr): use the scorers sei or mahalanobis, or a checkpoint of loss.kind ce, ce-rotation or ce-simclr")
     }
     if scorers.contains(.rotation) && !model.hasRotationHead {
-        throw EvalError("eval.scorers: 'rotation' reads the rotation head, and the model of checkpoint \(checkpoint) has none (no rotation_head.weight; train it with loss.kind ce-rotation)")
+        throw EvalError("eval.scorers: 'rotation' reads the rotation head, and \(who) has none (no rotation_head.weight; train it with loss.kind ce-rotation)")
     }
 }
 

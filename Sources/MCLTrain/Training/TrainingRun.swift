@@ -67,7 +67,7 @@ public struct TrainingRun {
         initPending = pending
         if config.evalAfterTrain && !config.dataTest.isEmpty {
             // A scorer the model cannot serve fails now, not after the training.
-            try checkScorers(config.scorers, model: model, checkpoint: "of this run (loss.kind \(config.loss.kind.rawValue))")
+            try checkScorers(config.scorers, model: model, checkpoint: "", subject: "the model this run trains (loss.kind \(config.loss.kind.rawValue))")
         }
         trainer = DistributedTrainer(model: model, comm: comm, loss: config.loss,
                                      schedule: CosineSchedule(baseLR: config.baseLR, totalSteps: totalSteps),
