@@ -21,7 +21,8 @@ TABLE1 = [
     ("ODIN (Liang et al. 2017)", "cmp-ce-seed0", "odin"),
     ("Mahalanobis, tied covariance (Lee et al. 2018)", "cmp-ce-seed0", "mahalanobis"),
     ("Auxiliary Rotation (Hendrycks et al. 2019)", "cmp-ce-rotation-seed0", "rotation"),
-    ("SimCLR + SEI", "cmp-simclr-seed0", "8-way wavg"),
+    ("SimCLR + SEI (with rotations; per-rank BN, session 1)", "cpu-simclr-5ep", "8-way wavg"),
+    ("SimCLR, no rotations (the encoder of Table 3), 1-way", "cmp-simclr-norot-seed0", "1-way"),
     ("SupCon + SEI", "cpu-supcon-5ep-sync", "8-way wavg"),
     ("Auxiliary Rotation + SEI", "cmp-ce-rotation-seed0", "8-way wavg"),
     ("MCL + SEI", MCL0, "8-way wavg"),
@@ -29,6 +30,7 @@ TABLE1 = [
 # Table 3 (no SEI: the model's own score; the fine-tuned ones with MSP, the contrastive ones 1-way).
 TABLE3 = [
     ("Baseline (w/o NT-Xent): CE, MSP", "cmp-ce-seed0", "msp"),
+    ("SimCLR (no fine-tuning), 1-way", "cmp-simclr-norot-seed0", "1-way"),
     ("SimCLR (CE fine-tuned), MSP", "ft-ce-from-simclr", "msp"),
     ("SimCLR (joint fine-tuned), MSP", "ft-joint-from-simclr", "msp"),
     ("MCL (w/o SPA, w/o aux), 1-way", "cmp-mcl-no-spa-no-aux-seed0", "1-way"),
