@@ -144,7 +144,8 @@ if [ $rc -ne 0 ] && echo "$out" | grep -q "enc.conv1.weight" && echo "$out" | gr
   ok checkpoint-mismatch "exit $rc: $(echo "$out" | tail -1 | cut -c1-200)"
 else fail checkpoint-mismatch "exit $rc: $(echo "$out" | tail -2)"; fi
 
-# 7. the supervised baselines end to end: --init refuses an encoder of another width naming the
+# 7. the supervised baselines end to end (outputs are matched with here-strings: under pipefail,
+# `echo "$out" | grep -q` fails when grep exits before echo has written a long output): --init refuses an encoder of another width naming the
 # tensor and the file; a classifier scorer asked of a model without a classifier names the scorer
 # and the checkpoint; a ce-rotation run from the MCL encoder reports every scorer.
 $BIN data prepare /usr/share/datasets/fashion-mnist --split test --classes 6,7,8,9 --limit 8 --out "$W/ood.mcld" >/dev/null \
@@ -157,20 +158,20 @@ train: {batch_size: 32, epochs: 1, lr: 0.1, seed: 3, checkpoint_every: 1}
 eval: {sei_ways: [1, 4], feature: backbone, scorers: [sei, msp, odin, mahalanobis, rotation], calibration_fraction: 0}
 YAML
 out=$($BIN train --config "$W/ce.yaml" --out "$W/ce-wide" --init "$ck" --set model.width=16 2>&1); rc=$?
-if [ $rc -ne 0 ] && echo "$out" | grep -q "enc.conv1.weight" && echo "$out" | grep -q "$ck" && [ ! -d "$W/ce-wide/checkpoints" ]; then
+if [ $rc -ne 0 ] && grep -q "enc.conv1.weight" <<< "$out" && grep -q "$ck" <<< "$out" && [ ! -d "$W/ce-wide/checkpoints" ]; then
   ok init-other-width "exit $rc: $(echo "$out" | grep -m1 train.init | cut -c1-220)"
 else fail init-other-width "exit $rc: $(echo "$out" | tail -2)"; fi
 out=$($BIN evaluate --config "$W/tiny.yaml" --checkpoint "$ck" --test "$W/tiny.mcld" --out "$W/ev-msp" --set 'eval.scorers=[sei, msp]' 2>&1); rc=$?
-if [ $rc -ne 0 ] && echo "$out" | grep -q "'msp'" && echo "$out" | grep -q "$ck"; then
+if [ $rc -ne 0 ] && grep -q "'msp'" <<< "$out" && grep -q "$ck" <<< "$out"; then
   ok scorer-needs-classifier "exit $rc: $(echo "$out" | tail -1 | cut -c1-220)"
 else fail scorer-needs-classifier "exit $rc: $(echo "$out" | tail -2)"; fi
 out=$($BIN train --config "$W/tiny.yaml" --out "$W/msp-mcl" --set eval.after_train=true --set data.test="$W/tiny.mcld" --set 'eval.scorers=[sei, msp]' 2>&1); rc=$?
-if [ $rc -ne 0 ] && echo "$out" | grep -q "'msp'" && [ ! -d "$W/msp-mcl/checkpoints" ]; then
+if [ $rc -ne 0 ] && grep -q "'msp'" <<< "$out" && [ ! -d "$W/msp-mcl/checkpoints" ]; then
   ok scorer-checked-before-training "exit $rc, nothing trained: $(echo "$out" | tail -1 | cut -c1-160)"
 else fail scorer-checked-before-training "exit $rc: $(echo "$out" | tail -2)"; fi
 out=$($MPI $BIN train --config "$W/ce.yaml" --out "$W/ce" --init "$ck" 2>&1); rc=$?
 rows=$(grep -cE "^\| (msp|odin T=1000 eps=0.0014|mahalanobis|rotation) \| [0-9]" "$W/ce/eval/report.md" 2>/dev/null)
-if [ $rc -eq 0 ] && echo "$out" | grep -q "train.init: [0-9]* tensors from $ck" && [ "$rows" = 4 ] && grep -q '"loss_rotation"' "$W/ce/metrics.jsonl"; then
+if [ $rc -eq 0 ] && grep -q "train.init: [0-9]* tensors from $ck" <<< "$out" && [ "$rows" = 4 ] && grep -q '"loss_rotation"' "$W/ce/metrics.jsonl"; then
   ok baseline-run "ce-rotation from the MCL encoder, 2 ranks: 4 scorer rows; $(grep -E '^\| msp' "$W/ce/eval/report.md")"
 else fail baseline-run "exit $rc, $rows scorer rows: $(echo "$out" | tail -3)"; fi
 
