@@ -115,6 +115,16 @@ let lossConfig = LossConfig(kind: .mcl, spa: .official, tau: 0.2, alpha: 0.05, b
 let globalPairs = 64, rotations = 4, steps = 3
 let globalViews = 2 * globalPairs
 
+/// The largest per-tensor error (relative to each tensor's largest element) between two trainers' gradients.
+@MainActor func gradientError(_ a: DistributedTrainer, _ b: DistributedTrainer) -> Double {
+    let g1 = a.model.store.grads.array, g2 = b.model.store.grads.array
+    var err = 0.0
+    for p in a.model.store.params {
+        err = max(err, Compare.relToMax(Array(g1[p.offset..<(p.offset + p.count)]), Array(g2[p.offset..<(p.offset + p.count)])))
+    }
+    return err
+}
+
 @MainActor func makeTrainer(_ c: Communicator, syncBN: Bool, microBatch: Int = 0, initSeed: UInt64) throws -> DistributedTrainer {
     let model = try ResNetModel(modelConfig)
     model.initialise(seed: initSeed)
@@ -143,11 +153,7 @@ let globalViews = 2 * globalPairs
         let r2 = try makeTrainer(LocalCommunicator(), syncBN: true, initSeed: 100)
         _ = local.views.withUnsafeBufferPointer { d2.computeGradients(views: $0.baseAddress!, localViews: n, main: local.main, aux: local.aux, step: 0) }
         _ = full.views.withUnsafeBufferPointer { r2.computeGradients(views: $0.baseAddress!, localViews: globalViews, main: full.main, aux: full.aux, step: 0) }
-        let g1 = d2.model.store.grads.array, g2 = r2.model.store.grads.array
-        var err = 0.0
-        for p in d2.model.store.params {
-            err = max(err, Compare.relToMax(Array(g1[p.offset..<(p.offset + p.count)]), Array(g2[p.offset..<(p.offset + p.count)])))
-        }
+        let err = gradientError(d2, r2)
         report("syncbn-gradient-step0", err, tol: 1e-5)
     }
     var lossErr = 0.0
@@ -187,11 +193,7 @@ let globalViews = 2 * globalPairs
     let a = local.views.withUnsafeBufferPointer { dist.computeGradients(views: $0.baseAddress!, localViews: n, main: local.main, aux: local.aux, step: 0) }
     let b = full.views.withUnsafeBufferPointer { ref.computeGradients(views: $0.baseAddress!, localViews: globalViews, main: full.main, aux: full.aux, step: 0) }
     report("perrank-bn-loss", abs(a.loss - b.loss) / abs(b.loss), tol: 1e-5)
-    let g1 = dist.model.store.grads.array, g2 = ref.model.store.grads.array
-    var err = 0.0
-    for p in dist.model.store.params {
-        err = max(err, Compare.relToMax(Array(g1[p.offset..<(p.offset + p.count)]), Array(g2[p.offset..<(p.offset + p.count)])))
-    }
+    let err = gradientError(dist, ref)
     report("perrank-bn-gradient-sum", err, tol: 1e-4)
 }
 
@@ -232,11 +234,7 @@ let globalViews = 2 * globalPairs
         let b = full.views.withUnsafeBufferPointer { ref.computeGradients(views: $0.baseAddress!, localViews: views, main: full.main, aux: full.aux, step: 0) }
         if comm.isRoot { print("  \(kind.rawValue) loss np=\(comm.size) \(a.loss) (ce \(a.ce) rot \(a.rotation) simclr \(a.ccm)) np=1 \(b.loss)") }
         report("\(kind.rawValue)-loss", abs(a.loss - b.loss) / abs(b.loss), tol: 1e-5)
-        let g1 = dist.model.store.grads.array, g2 = ref.model.store.grads.array
-        var err = 0.0
-        for p in dist.model.store.params {
-            err = max(err, Compare.relToMax(Array(g1[p.offset..<(p.offset + p.count)]), Array(g2[p.offset..<(p.offset + p.count)])))
-        }
+        let err = gradientError(dist, ref)
         report("\(kind.rawValue)-gradient-sum", err, tol: 1e-5)
     }
 }
