@@ -73,6 +73,10 @@ public final class Conv2d: @unchecked Sendable {
             Winograd.convolve(x, cin: cin, n: n, h: h, w: w, u: u, cout: cout, y, accumulate: false, ws: ws)
             return
         }
+        if Conv2d.usesThreadChunks {
+            forwardChunks(x, n: n, h: h, w: w, y, ws: ws)
+            return
+        }
         let chunk = Conv2d.deterministic ? 1 : chunkImages(n: n, ho: ho, wo: wo)
         let col = ws.get("conv.col", kdim * chunk * ho * wo)
         var n0 = 0
@@ -115,6 +119,10 @@ public final class Conv2d: @unchecked Sendable {
         }
         if usesWinograd(h: h, w: w) {
             Winograd.weightGradient(x, cin: cin, n: n, h: h, w: w, dy: dy, cout: cout, dw: weightGrad, ws: ws)
+            return
+        }
+        if Conv2d.usesThreadChunks {
+            weightGradientChunks(x, n: n, h: h, w: w, dy: dy, ws: ws)
             return
         }
         let det = Conv2d.deterministic
@@ -160,6 +168,10 @@ public final class Conv2d: @unchecked Sendable {
         }
         if stride == 1 && 2 * pad == kernel - 1 && !Conv2d.deterministic {
             backwardDataSame(dy, n: n, h: h, w: w, dx: dx, accumulate: accumulate, ws: ws)
+            return
+        }
+        if Conv2d.usesThreadChunks {
+            dataGradientChunks(dy, n: n, h: h, w: w, dx: dx, accumulate: accumulate, ws: ws)
             return
         }
         if !accumulate { memset(dx, 0, cin * n * h * w * MemoryLayout<Float>.stride) }
@@ -218,11 +230,16 @@ public final class Conv2d: @unchecked Sendable {
     }
 
     static func im2col(_ x: UnsafePointer<Float>, channels cin: Int, kernel k: Int, stride s: Int, pad p: Int,
-                       n: Int, h: Int, w: Int, n0: Int, cn: Int, ho: Int, wo: Int, col: UnsafeMutablePointer<Float>) {
+                       n: Int, h: Int, w: Int, n0: Int, cn: Int, ho: Int, wo: Int, col: UnsafeMutablePointer<Float>,
+                       parallel: Bool = true) {
         let rowLen = cn * ho * wo
         // Rows (ci, i, j) are independent outputs: spread all cin*k*k of them over the threads
-        // (the stem has only 3 input channels but 27 rows).
-        Threads.parallelFor(cin * k * k) { r in
+        // (the stem has only 3 input channels but 27 rows), unless the caller is itself one of them.
+        let rows = cin * k * k
+        @inline(__always) func each(_ body: (Int) -> Void) {
+            if parallel { Threads.parallelFor(rows, body) } else { for r in 0..<rows { body(r) } }
+        }
+        each { r in
             let ci = r / (k * k), i = (r / k) % k, j = r % k
             let row = col + r * rowLen
             for b in 0..<cn {
@@ -268,10 +285,14 @@ public final class Conv2d: @unchecked Sendable {
     }
 
     /// dx[ci][n][ih][iw] += sum over (i,j,oh,ow) hitting it of col[(ci,i,j)][(n-n0,oh,ow)].
-    func col2im(_ col: UnsafePointer<Float>, n: Int, h: Int, w: Int, n0: Int, cn: Int, ho: Int, wo: Int, dx: UnsafeMutablePointer<Float>) {
+    func col2im(_ col: UnsafePointer<Float>, n: Int, h: Int, w: Int, n0: Int, cn: Int, ho: Int, wo: Int, dx: UnsafeMutablePointer<Float>,
+                parallel: Bool = true) {
         let k = kernel, s = stride, p = pad, cin = self.cin
         let rowLen = cn * ho * wo
-        Threads.parallelFor(cin) { ci in
+        @inline(__always) func each(_ body: (Int) -> Void) {
+            if parallel { Threads.parallelFor(cin, body) } else { for ci in 0..<cin { body(ci) } }
+        }
+        each { ci in
             for i in 0..<k {
                 for j in 0..<k {
                     let row = col + ((ci * k + i) * k + j) * rowLen

@@ -198,6 +198,54 @@ final class GradientCheckTests: XCTestCase {
         for i in 0..<y1.count { XCTAssertEqual(y1.ptr[i], y2.ptr[i], accuracy: 1e-5) }
     }
 
+    /// The per-thread L2 chunks of im2col (`Im2colChunks.swift`) give the whole-batch path's
+    /// forward, dW and dX (+= too) for stride 2 and a 3-channel stride-1 layer, with 1 and 2
+    /// threads and chunks that split each thread's images unevenly.
+    func testIm2colThreadChunksMatchWholeBatch() {
+        let savedChunk = Conv2d.chunkFloats, savedThreads = Threads.count, savedColumns = Conv2d.minChunkColumns
+        defer { Conv2d.chunkFloats = savedChunk; Threads.set(savedThreads); Conv2d.minChunkColumns = savedColumns }
+        Conv2d.minChunkColumns = 1
+        for (cin, cout, k, s, p, h) in [(5, 6, 3, 2, 1, 8), (3, 4, 3, 1, 1, 6), (4, 6, 1, 2, 0, 8)] {
+            let store = ParameterStore()
+            let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: k, stride: s, pad: p)
+            store.finalize()
+            store.values.copy(from: randn(store.paramCount))
+            let n = 7, ho = conv.outSize(h)
+            let x = FloatBuffer(count: cin * n * h * h); x.copy(from: randn(x.count))
+            let dy = FloatBuffer(count: cout * n * ho * ho); dy.copy(from: randn(dy.count))
+            let dxInit = randn(x.count)
+            func run(chunkFloats: Int, threads: Int, accumulate: Bool) -> (y: [Float], dw: [Float], dx: [Float]) {
+                Conv2d.chunkFloats = chunkFloats; Threads.set(threads)
+                let y = FloatBuffer(count: dy.count), dx = FloatBuffer(count: x.count)
+                dx.copy(from: dxInit)
+                store.zeroGrads()
+                let ws = Workspace()
+                conv.forward(x.ptr, n: n, h: h, w: h, y.ptr, ws: ws)
+                conv.backward(x.ptr, n: n, h: h, w: h, dy: dy.ptr, dx: dx.ptr, accumulate: accumulate, ws: ws)
+                return (y.array, store.grads.array, dx.array)
+            }
+            for accumulate in [false, true] {
+                let whole = run(chunkFloats: 0, threads: 1, accumulate: accumulate)
+                // 2 images per chunk: threads own 4 + 3 images, chunks 2 + 2 and 2 + 1.
+                let perImage = conv.kdim * ho * ho
+                for threads in [1, 2] {
+                    for chunk in [2 * perImage, 1 << 20] {
+                        let got = run(chunkFloats: chunk, threads: threads, accumulate: accumulate)
+                        let what = "\(cin)->\(cout) k\(k) s\(s), \(threads) thread(s), chunk \(chunk), accumulate \(accumulate)"
+                        XCTAssertLessThan(maxRelErr(got.y, whole.y), 1e-5, "y " + what)
+                        XCTAssertLessThan(maxRelErr(got.dw, whole.dw), 1e-5, "dW " + what)
+                        XCTAssertLessThan(maxRelErr(got.dx, whole.dx), 1e-5, "dX " + what)
+                    }
+                }
+            }
+        }
+    }
+
+    func maxRelErr(_ a: [Float], _ b: [Float]) -> Double {
+        let scale = max(1e-12, b.map { Double(abs($0)) }.max() ?? 0)
+        return zip(a, b).map { Double(abs($0 - $1)) }.max().map { $0 / scale } ?? 0
+    }
+
     func checkBN(relu: Bool) {
         let store = ParameterStore()
         let bn = BatchNorm2d(store, "bn", channels: 3)
