@@ -78,6 +78,51 @@ __attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n,
     }                                                                                                \
 }
 
+/* Forward for 16-pixel rows, two output rows at a time (h even): CB output channels x 2 rows
+ * of accumulators, and each broadcast weight feeds both rows, so there is one broadcast per two
+ * FMAs (the one-row kernel above needs one per FMA at this width, which bounds it by the load
+ * ports). The 4 input rows x 3 shifts of a channel are loaded once per channel. */
+#define FORWARD_KERNEL_R2(NAME, TARGET, CB)                                                          \
+__attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n, int h,              \
+        const float *wt, int cout, float *y, int accumulate, int n0, int n1, float *scratch) {       \
+    const int w = 16;                                                                                \
+    const long wp = w + 2, plane = (long)(h + 2) * wp;                                               \
+    for (int b = n0; b < n1; b++) {                                                                  \
+        pad_images(x, cin, n, h, w, b, b + 1, scratch);                                              \
+        for (int oh = 0; oh < h; oh += 2) {                                                          \
+            for (int co0 = 0; co0 < cout; co0 += CB) {                                               \
+                const int cb = cout - co0 < CB ? cout - co0 : CB;                                    \
+                v16 acc[CB][2];                                                                      \
+                for (int c = 0; c < CB; c++)                                                         \
+                    for (int r = 0; r < 2; r++) {                                                    \
+                        if (accumulate && c < cb)                                                    \
+                            acc[c][r] = LOAD(y + (((long)(co0 + c) * n + b) * h + oh + r) * w);      \
+                        else                                                                         \
+                            acc[c][r] = (v16){0};                                                    \
+                    }                                                                                \
+                for (int ci = 0; ci < cin; ci++) {                                                   \
+                    const float *base = scratch + (long)ci * plane + (long)oh * wp;                  \
+                    v16 xs[4][3];                                                                    \
+                    for (int i = 0; i < 4; i++)                                                      \
+                        for (int j = 0; j < 3; j++) xs[i][j] = LOAD(base + i * wp + j);              \
+                    for (int c = 0; c < CB; c++) {                                                   \
+                        const float *k = wt + ((long)(co0 + (c < cb ? c : 0)) * cin + ci) * 9;       \
+                        for (int i = 0; i < 3; i++)                                                  \
+                            for (int j = 0; j < 3; j++) {                                            \
+                                const float kv = k[3 * i + j];                                       \
+                                acc[c][0] += xs[i][j] * kv;                                          \
+                                acc[c][1] += xs[i + 1][j] * kv;                                      \
+                            }                                                                        \
+                    }                                                                                \
+                }                                                                                    \
+                for (int c = 0; c < cb; c++)                                                         \
+                    for (int r = 0; r < 2; r++)                                                      \
+                        STORE(y + (((long)(co0 + c) * n + b) * h + oh + r) * w, acc[c][r]);          \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+}
+
 /* Weight gradient: for CB output channels and one (ci, i), 3 * CB vector accumulators over the
  * rows of a block of images (kept in L2 across the channel loops), added to acc in memory. */
 #define WGRAD_KERNEL(NAME, TARGET, VPR, CB)                                                          \
@@ -126,6 +171,7 @@ __attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n,
 }
 
 FORWARD_KERNEL(fwd512_1, "avx512f", 1, 16)
+FORWARD_KERNEL_R2(fwd512_1r2, "avx512f", 8)
 FORWARD_KERNEL(fwd512_2, "avx512f", 2, 8)
 FORWARD_KERNEL(fwd2_1, "avx2,fma", 1, 4)
 FORWARD_KERNEL(fwd2_2, "avx2,fma", 2, 2)
@@ -155,11 +201,16 @@ int mcl_dconv_isa(void) {
     return isa;
 }
 
+static int r2 = -1;
+
 void mcl_dconv_forward(const float *x, int cin, int n, int h, int w, const float *wt, int cout,
                        float *y, int accumulate, int n0, int n1, float *scratch) {
     const int isa = mcl_dconv_isa();
+    if (r2 < 0) { const char *e = getenv("MCL_DIRECT_CONV_R2"); r2 = !(e && strcmp(e, "0") == 0); }
     if (isa == 2) {
-        if (w == 16) fwd512_1(x, cin, n, h, wt, cout, y, accumulate, n0, n1, scratch);
+        if (w == 16 && h % 2 == 0 && r2)
+            fwd512_1r2(x, cin, n, h, wt, cout, y, accumulate, n0, n1, scratch);
+        else if (w == 16) fwd512_1(x, cin, n, h, wt, cout, y, accumulate, n0, n1, scratch);
         else fwd512_2(x, cin, n, h, wt, cout, y, accumulate, n0, n1, scratch);
     } else {
         if (w == 16) fwd2_1(x, cin, n, h, wt, cout, y, accumulate, n0, n1, scratch);

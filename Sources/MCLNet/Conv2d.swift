@@ -1,5 +1,6 @@
 import Foundation
 import MCLCore
+import CDirectConv
 
 /// A bias-free 2-D convolution on activations in CNHW layout ([channels][batch][height][width]).
 ///
@@ -24,6 +25,9 @@ public final class Conv2d: @unchecked Sendable {
     /// Stride-1 3x3 convolutions use Winograd F(2x2, 3x3) (`Winograd`) unless deterministic mode
     /// is on or `MCL_WINOGRAD=0` (im2col + GEMM then, e.g. to measure the difference).
     nonisolated(unsafe) public static var winograd = ProcessInfo.processInfo.environment["MCL_WINOGRAD"] != "0"
+    /// Stride-2 im2col / col2im through padded rows in C (`Sources/CDirectConv/im2col_s2.c`) unless
+    /// `MCL_STRIDE2_KERNELS=0` (the Swift loops then, e.g. to compare).
+    nonisolated(unsafe) public static var stride2Kernels = ProcessInfo.processInfo.environment["MCL_STRIDE2_KERNELS"] != "0"
 
     public init(_ store: ParameterStore, _ name: String, cin: Int, cout: Int, kernel: Int, stride: Int, pad: Int) {
         self.store = store; self.name = name
@@ -232,6 +236,17 @@ public final class Conv2d: @unchecked Sendable {
     static func im2col(_ x: UnsafePointer<Float>, channels cin: Int, kernel k: Int, stride s: Int, pad p: Int,
                        n: Int, h: Int, w: Int, n0: Int, cn: Int, ho: Int, wo: Int, col: UnsafeMutablePointer<Float>,
                        parallel: Bool = true) {
+        if s == 2 && ((k == 3 && p == 1) || (k == 1 && p == 0)) && Conv2d.stride2Kernels {
+            let blen = Int(mcl_im2col_s2_buffer(Int32(k), Int32(wo)))
+            let gather = { (c0: Int, c1: Int) in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: blen) { buf in
+                    mcl_im2col_s2(x, Int32(c0), Int32(c1), Int32(k), Int32(n), Int32(h), Int32(w), Int32(n0), Int32(cn),
+                                  Int32(ho), Int32(wo), col, buf.baseAddress!)
+                }
+            }
+            if parallel { Threads.parallelFor(cin) { ci in gather(ci, ci + 1) } } else { gather(0, cin) }
+            return
+        }
         let rowLen = cn * ho * wo
         // Rows (ci, i, j) are independent outputs: spread all cin*k*k of them over the threads
         // (the stem has only 3 input channels but 27 rows), unless the caller is itself one of them.
@@ -288,6 +303,17 @@ public final class Conv2d: @unchecked Sendable {
     func col2im(_ col: UnsafePointer<Float>, n: Int, h: Int, w: Int, n0: Int, cn: Int, ho: Int, wo: Int, dx: UnsafeMutablePointer<Float>,
                 parallel: Bool = true) {
         let k = kernel, s = stride, p = pad, cin = self.cin
+        if s == 2 && ((k == 3 && p == 1) || (k == 1 && p == 0)) && Conv2d.stride2Kernels {
+            let blen = Int(mcl_im2col_s2_buffer(Int32(k), Int32(wo)))
+            let scatter = { (c0: Int, c1: Int) in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: blen) { buf in
+                    mcl_col2im_s2(col, Int32(c0), Int32(c1), Int32(k), Int32(n), Int32(h), Int32(w), Int32(n0), Int32(cn),
+                                  Int32(ho), Int32(wo), dx, buf.baseAddress!)
+                }
+            }
+            if parallel { Threads.parallelFor(cin) { ci in scatter(ci, ci + 1) } } else { scatter(0, cin) }
+            return
+        }
         let rowLen = cn * ho * wo
         @inline(__always) func each(_ body: (Int) -> Void) {
             if parallel { Threads.parallelFor(cin, body) } else { for ci in 0..<cin { body(ci) } }

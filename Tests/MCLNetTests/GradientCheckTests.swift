@@ -122,11 +122,12 @@ final class GradientCheckTests: XCTestCase {
     func testConv3x3DirectFiniteDifferences() {
         guard DirectConv.isa > 0 else { return print("direct convolution: no AVX2 on this CPU, checked elsewhere") }
         checkConv(cin: 3, cout: 5, k: 3, s: 1, p: 1, n: 2, h: 3, w: 16)
+        checkConv(cin: 3, cout: 10, k: 3, s: 1, p: 1, n: 2, h: 4, w: 16)  // two rows at a time (AVX-512)
         checkConv(cin: 4, cout: 3, k: 3, s: 1, p: 1, n: 1, h: 2, w: 32)
     }
 
     /// Direct forward, dW and dX (with and without accumulate) equal im2col + GEMM to float
-    /// rounding: AVX-512 and AVX2 kernels, rows of 16 and 32, channel counts that fill or leave
+    /// rounding: AVX-512 and AVX2 kernels, rows of 16 (one and, h even, two at a time) and 32, channel counts that fill or leave
     /// part of a register block, 1 and 2 threads.
     func testDirectConvMatchesIm2col() {
         let available = DirectConv.isa
@@ -142,7 +143,7 @@ final class GradientCheckTests: XCTestCase {
         for level in (1...available).reversed() {
             DirectConv.force(isa: level)
             XCTAssertEqual(DirectConv.isa, level)
-            for (cin, cout, n, h, w) in [(3, 16, 2, 32, 32), (16, 16, 3, 4, 32), (5, 7, 2, 3, 16), (32, 32, 1, 16, 16), (17, 9, 3, 5, 16), (16, 32, 2, 2, 32)] {
+            for (cin, cout, n, h, w) in [(3, 16, 2, 32, 32), (16, 16, 3, 4, 32), (5, 7, 2, 3, 16), (32, 32, 1, 16, 16), (17, 9, 3, 5, 16), (6, 11, 2, 6, 16), (16, 32, 2, 2, 32)] {
                 for threads in [1, 2] {
                     Threads.set(threads)
                     let store = ParameterStore()
@@ -198,14 +199,19 @@ final class GradientCheckTests: XCTestCase {
         for i in 0..<y1.count { XCTAssertEqual(y1.ptr[i], y2.ptr[i], accuracy: 1e-5) }
     }
 
-    /// The per-thread L2 chunks of im2col (`Im2colChunks.swift`) give the whole-batch path's
-    /// forward, dW and dX (+= too) for stride 2 and a 3-channel stride-1 layer, with 1 and 2
+    /// The per-thread L2 chunks of im2col (`Im2colChunks.swift`) and the C stride-2 gather and
+    /// scatter (`im2col_s2.c`) give the Swift whole-batch path's forward, dW and dX (+= too) for
+    /// stride 2 (3x3 and 1x1, even and odd sizes) and a 3-channel stride-1 layer, with 1 and 2
     /// threads and chunks that split each thread's images unevenly.
     func testIm2colThreadChunksMatchWholeBatch() {
         let savedChunk = Conv2d.chunkFloats, savedThreads = Threads.count, savedColumns = Conv2d.minChunkColumns
-        defer { Conv2d.chunkFloats = savedChunk; Threads.set(savedThreads); Conv2d.minChunkColumns = savedColumns }
+        let savedS2 = Conv2d.stride2Kernels
+        defer {
+            Conv2d.chunkFloats = savedChunk; Threads.set(savedThreads); Conv2d.minChunkColumns = savedColumns
+            Conv2d.stride2Kernels = savedS2
+        }
         Conv2d.minChunkColumns = 1
-        for (cin, cout, k, s, p, h) in [(5, 6, 3, 2, 1, 8), (3, 4, 3, 1, 1, 6), (4, 6, 1, 2, 0, 8)] {
+        for (cin, cout, k, s, p, h) in [(5, 6, 3, 2, 1, 8), (3, 4, 3, 1, 1, 6), (4, 6, 1, 2, 0, 8), (5, 6, 3, 2, 1, 7), (4, 3, 1, 2, 0, 7)] {
             let store = ParameterStore()
             let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: k, stride: s, pad: p)
             store.finalize()
@@ -214,8 +220,8 @@ final class GradientCheckTests: XCTestCase {
             let x = FloatBuffer(count: cin * n * h * h); x.copy(from: randn(x.count))
             let dy = FloatBuffer(count: cout * n * ho * ho); dy.copy(from: randn(dy.count))
             let dxInit = randn(x.count)
-            func run(chunkFloats: Int, threads: Int, accumulate: Bool) -> (y: [Float], dw: [Float], dx: [Float]) {
-                Conv2d.chunkFloats = chunkFloats; Threads.set(threads)
+            func run(chunkFloats: Int, threads: Int, accumulate: Bool, cKernels: Bool = true) -> (y: [Float], dw: [Float], dx: [Float]) {
+                Conv2d.chunkFloats = chunkFloats; Threads.set(threads); Conv2d.stride2Kernels = cKernels
                 let y = FloatBuffer(count: dy.count), dx = FloatBuffer(count: x.count)
                 dx.copy(from: dxInit)
                 store.zeroGrads()
@@ -225,11 +231,11 @@ final class GradientCheckTests: XCTestCase {
                 return (y.array, store.grads.array, dx.array)
             }
             for accumulate in [false, true] {
-                let whole = run(chunkFloats: 0, threads: 1, accumulate: accumulate)
+                let whole = run(chunkFloats: 0, threads: 1, accumulate: accumulate, cKernels: false)
                 // 2 images per chunk: threads own 4 + 3 images, chunks 2 + 2 and 2 + 1.
                 let perImage = conv.kdim * ho * ho
                 for threads in [1, 2] {
-                    for chunk in [2 * perImage, 1 << 20] {
+                    for chunk in [0, 2 * perImage, 1 << 20] {
                         let got = run(chunkFloats: chunk, threads: threads, accumulate: accumulate)
                         let what = "\(cin)->\(cout) k\(k) s\(s), \(threads) thread(s), chunk \(chunk), accumulate \(accumulate)"
                         XCTAssertLessThan(maxRelErr(got.y, whole.y), 1e-5, "y " + what)

@@ -32,4 +32,14 @@ void mcl_dconv_weight_grad(const float *x, int cin, int n, int h, int w, const f
 
 /* dw[k] += sum of the 16 lanes of acc[k][16], k < count. */
 void mcl_dconv_reduce(const float *acc, int count, float *dw);
+
+/* Stride-2 im2col / col2im (3x3 pad 1 or 1x1 pad 0, k = 3 or 1) for input channels [c0, c1) of
+ * images [n0, n0 + cn) of x ([C][N][H][W]); ho = floor((h + 2p - k) / 2) + 1, likewise wo. col rows are
+ * (ci, i, j) of cn*ho*wo columns, as `Conv2d.im2col` lays them out; col2im adds into dx. `buf`
+ * holds mcl_im2col_s2_buffer(k, wo) floats (a padded row; one per thread). */
+int mcl_im2col_s2_buffer(int k, int wo);
+void mcl_im2col_s2(const float *x, int c0, int c1, int k, int n, int h, int w, int n0, int cn, int ho, int wo,
+                   float *col, float *buf);
+void mcl_col2im_s2(const float *col, int c0, int c1, int k, int n, int h, int w, int n0, int cn, int ho, int wo,
+                   float *dx, float *buf);
 #endif
