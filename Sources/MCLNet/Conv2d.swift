@@ -49,6 +49,14 @@ public final class Conv2d: @unchecked Sendable {
             && Winograd.applies(kernel: kernel, stride: stride, pad: pad, cin: cin, h: h, w: w)
     }
 
+    /// Whether dW takes Winograd's path: on every Winograd layer, and on direct layers with more
+    /// than `DirectConv.maxWeightGradientChannels` channels, where the direct dW kernel (one
+    /// (ci, i) pair at a time over a block's rows) ran at 22-23% of the sgemm peak and Winograd's
+    /// dW at 31-43% (32 channels, 16x16; at 16 channels the direct kernel is the faster).
+    func usesWinogradWeightGradient(h: Int, w: Int) -> Bool {
+        usesWinograd(h: h, w: w) && (!usesDirect(h: h, w: w) || max(cin, cout) > DirectConv.maxWeightGradientChannels)
+    }
+
     /// FLOPs (multiply-add = 2) of the forward pass for `n` images of size h x w.
     public func flops(n: Int, h: Int, w: Int) -> Double {
         let ho = outSize(h), wo = outSize(w)
@@ -100,12 +108,13 @@ public final class Conv2d: @unchecked Sendable {
         if let dx { backwardData(dy, n: n, h: h, w: w, dx: dx, accumulate: accumulate, ws: ws) }
     }
 
-    /// Which algorithm the layer uses on an h x w input: "pointwise" (a 1x1 GEMM), "winograd"
+    /// Which algorithm the layer uses on an h x w input: "pointwise" (a 1x1 GEMM), "direct"
+    /// (`DirectConv`), "dir/wino" (direct forward and dX, Winograd dW), "winograd"
     /// (F(2x2, 3x3)) or "im2col" (im2col + GEMM; dX of a stride-1 "same" layer as a transposed
     /// convolution, of a strided one as GEMM + col2im).
     public func algorithm(h: Int, w: Int) -> String {
         if isPointwise && !Conv2d.deterministic { return "pointwise" }
-        if usesDirect(h: h, w: w) { return "direct" }
+        if usesDirect(h: h, w: w) { return usesWinogradWeightGradient(h: h, w: w) ? "dir/wino" : "direct" }
         return usesWinograd(h: h, w: w) ? "winograd" : "im2col"
     }
 
@@ -115,6 +124,10 @@ public final class Conv2d: @unchecked Sendable {
         let total = n * ho * wo
         if isPointwise && !Conv2d.deterministic {
             sgemm(transA: false, transB: true, m: cout, n: cin, k: total, a: dy, lda: total, b: x, ldb: total, beta: 1, c: weightGrad, ldc: cin)
+            return
+        }
+        if usesWinogradWeightGradient(h: h, w: w) {
+            Winograd.weightGradient(x, cin: cin, n: n, h: h, w: w, dy: dy, cout: cout, dw: weightGrad, ws: ws)
             return
         }
         if usesDirect(h: h, w: w) {

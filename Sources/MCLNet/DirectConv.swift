@@ -26,6 +26,11 @@ public enum DirectConv {
     nonisolated(unsafe) public static var maxChannels =
         Int(ProcessInfo.processInfo.environment["MCL_DIRECT_CONV_MAX_CHANNELS"] ?? "") ?? 32
 
+    /// Most channels for the direct weight gradient; beyond, a layer Winograd applies to takes
+    /// Winograd's dW (`Conv2d.usesWinogradWeightGradient`).
+    nonisolated(unsafe) public static var maxWeightGradientChannels =
+        Int(ProcessInfo.processInfo.environment["MCL_DIRECT_DW_MAX_CHANNELS"] ?? "") ?? 16
+
     public static var isaName: String { ["none", "avx2", "avx512"][isa] }
 
     static func applies(kernel: Int, stride: Int, pad: Int, cin: Int, cout: Int, w: Int) -> Bool {

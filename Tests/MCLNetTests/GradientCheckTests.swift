@@ -183,6 +183,36 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
+    /// A 32-channel 16x16 layer runs direct forward and dX but Winograd's dW ("dir/wino"); its
+    /// output and gradients equal im2col + GEMM's, and a 16-channel layer keeps the direct dW.
+    func testDirectLayerWithWinogradWeightGradient() {
+        guard DirectConv.isa > 0 else { return print("direct convolution: no AVX2 on this CPU") }
+        let savedWinograd = Conv2d.winograd, savedEnabled = DirectConv.enabled, savedMax = DirectConv.maxChannels
+        defer { Conv2d.winograd = savedWinograd; DirectConv.enabled = savedEnabled; DirectConv.maxChannels = savedMax }
+        DirectConv.maxChannels = 32
+        for (cin, cout, expected) in [(32, 32, "dir/wino"), (16, 16, "direct"), (16, 32, "dir/wino")] {
+            let n = 2, h = 16, w = 16
+            let store = ParameterStore()
+            let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: 3, stride: 1, pad: 1)
+            store.finalize()
+            store.values.copy(from: randn(store.paramCount, scale: 0.3))
+            let x = FloatBuffer(count: cin * n * h * w); x.copy(from: randn(x.count))
+            let dy = FloatBuffer(count: cout * n * h * w); dy.copy(from: randn(dy.count))
+            var results: [[Float]] = []
+            for fast in [true, false] {
+                Conv2d.winograd = fast; DirectConv.enabled = fast
+                XCTAssertEqual(conv.algorithm(h: h, w: w), fast ? expected : "im2col")
+                let ws = Workspace()
+                let y = FloatBuffer(count: dy.count), dx = FloatBuffer(count: x.count)
+                conv.forward(x.ptr, n: n, h: h, w: w, y.ptr, ws: ws)
+                store.zeroGrads()
+                conv.backward(x.ptr, n: n, h: h, w: w, dy: dy.ptr, dx: dx.ptr, ws: ws)
+                results.append(y.array + store.grads.array + dx.array)
+            }
+            XCTAssertLessThan(maxRelErr(results[0], results[1]), 2e-6, "\(cin)->\(cout) \(expected)")
+        }
+    }
+
     func testConvChunkingMatchesUnchunked() {
         let store = ParameterStore()
         let conv = Conv2d(store, "c", cin: 3, cout: 4, kernel: 3, stride: 1, pad: 1)
