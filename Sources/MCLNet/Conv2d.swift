@@ -50,9 +50,7 @@ public final class Conv2d: @unchecked Sendable {
     }
 
     /// Whether dW takes Winograd's path: on every Winograd layer, and on direct layers with more
-    /// than `DirectConv.maxWeightGradientChannels` channels, where the direct dW kernel (one
-    /// (ci, i) pair at a time over a block's rows) ran at 22-23% of the sgemm peak and Winograd's
-    /// dW at 31-43% (32 channels, 16x16; at 16 channels the direct kernel is the faster).
+    /// than `DirectConv.maxWeightGradientChannels` channels (by default none: see there).
     func usesWinogradWeightGradient(h: Int, w: Int) -> Bool {
         usesWinograd(h: h, w: w) && (!usesDirect(h: h, w: w) || max(cin, cout) > DirectConv.maxWeightGradientChannels)
     }

@@ -183,13 +183,19 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
-    /// A 32-channel 16x16 layer runs direct forward and dX but Winograd's dW ("dir/wino"); its
-    /// output and gradients equal im2col + GEMM's, and a 16-channel layer keeps the direct dW.
+    /// With the direct dW limited to 16 channels (`MCL_DIRECT_DW_MAX_CHANNELS=16`), a 32-channel
+    /// 16x16 layer runs direct forward and dX but Winograd's dW ("dir/wino"); its output and
+    /// gradients equal im2col + GEMM's, and a 16-channel layer keeps the direct dW.
     func testDirectLayerWithWinogradWeightGradient() {
         guard DirectConv.isa > 0 else { return print("direct convolution: no AVX2 on this CPU") }
         let savedWinograd = Conv2d.winograd, savedEnabled = DirectConv.enabled, savedMax = DirectConv.maxChannels
-        defer { Conv2d.winograd = savedWinograd; DirectConv.enabled = savedEnabled; DirectConv.maxChannels = savedMax }
+        let savedDW = DirectConv.maxWeightGradientChannels
+        defer {
+            Conv2d.winograd = savedWinograd; DirectConv.enabled = savedEnabled; DirectConv.maxChannels = savedMax
+            DirectConv.maxWeightGradientChannels = savedDW
+        }
         DirectConv.maxChannels = 32
+        DirectConv.maxWeightGradientChannels = 16
         for (cin, cout, expected) in [(32, 32, "dir/wino"), (16, 16, "direct"), (16, 32, "dir/wino")] {
             let n = 2, h = 16, w = 16
             let store = ParameterStore()
