@@ -143,7 +143,7 @@ final class GradientCheckTests: XCTestCase {
         for level in (1...available).reversed() {
             DirectConv.force(isa: level)
             XCTAssertEqual(DirectConv.isa, level)
-            for (cin, cout, n, h, w) in [(3, 16, 2, 32, 32), (16, 16, 3, 4, 32), (5, 7, 2, 3, 16), (32, 32, 1, 16, 16), (17, 9, 3, 5, 16), (6, 11, 2, 6, 16), (16, 32, 2, 2, 32)] {
+            for (cin, cout, n, h, w) in [(3, 16, 2, 32, 32), (16, 16, 3, 4, 32), (5, 7, 2, 3, 16), (32, 32, 1, 16, 16), (17, 9, 3, 5, 16), (6, 11, 2, 6, 16), (16, 32, 2, 2, 32), (3, 40, 1, 4, 32)] {
                 for threads in [1, 2] {
                     Threads.set(threads)
                     let store = ParameterStore()
