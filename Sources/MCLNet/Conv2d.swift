@@ -244,18 +244,30 @@ public final class Conv2d: @unchecked Sendable {
                       n0: n0, cn: cn, ho: ho, wo: wo, col: col)
     }
 
+    /// Whether the C stride-2 gather/scatter (`im2col_s2.c`) handles this geometry.
+    static func stride2Kernel(kernel k: Int, stride s: Int, pad p: Int) -> Bool {
+        s == 2 && ((k == 3 && p == 1) || (k == 1 && p == 0)) && Conv2d.stride2Kernels
+    }
+
+    /// Runs `body(c0, c1, rowBuffer)` over the input channels, one channel per call spread over
+    /// the threads (`parallel`) or all of them in one call, each with its own padded-row buffer.
+    static func overChannels(_ cin: Int, kernel k: Int, wo: Int, parallel: Bool,
+                             _ body: (Int, Int, UnsafeMutablePointer<Float>) -> Void) {
+        let blen = Int(mcl_im2col_s2_buffer(Int32(k), Int32(wo)))
+        func run(_ c0: Int, _ c1: Int) {
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: blen) { buf in body(c0, c1, buf.baseAddress!) }
+        }
+        if parallel { Threads.parallelFor(cin) { ci in run(ci, ci + 1) } } else { run(0, cin) }
+    }
+
     static func im2col(_ x: UnsafePointer<Float>, channels cin: Int, kernel k: Int, stride s: Int, pad p: Int,
                        n: Int, h: Int, w: Int, n0: Int, cn: Int, ho: Int, wo: Int, col: UnsafeMutablePointer<Float>,
                        parallel: Bool = true) {
-        if s == 2 && ((k == 3 && p == 1) || (k == 1 && p == 0)) && Conv2d.stride2Kernels {
-            let blen = Int(mcl_im2col_s2_buffer(Int32(k), Int32(wo)))
-            let gather = { (c0: Int, c1: Int) in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: blen) { buf in
-                    mcl_im2col_s2(x, Int32(c0), Int32(c1), Int32(k), Int32(n), Int32(h), Int32(w), Int32(n0), Int32(cn),
-                                  Int32(ho), Int32(wo), col, buf.baseAddress!)
-                }
+        if stride2Kernel(kernel: k, stride: s, pad: p) {
+            overChannels(cin, kernel: k, wo: wo, parallel: parallel) { c0, c1, buf in
+                mcl_im2col_s2(x, Int32(c0), Int32(c1), Int32(k), Int32(n), Int32(h), Int32(w), Int32(n0), Int32(cn),
+                              Int32(ho), Int32(wo), col, buf)
             }
-            if parallel { Threads.parallelFor(cin) { ci in gather(ci, ci + 1) } } else { gather(0, cin) }
             return
         }
         let rowLen = cn * ho * wo
@@ -314,15 +326,11 @@ public final class Conv2d: @unchecked Sendable {
     func col2im(_ col: UnsafePointer<Float>, n: Int, h: Int, w: Int, n0: Int, cn: Int, ho: Int, wo: Int, dx: UnsafeMutablePointer<Float>,
                 parallel: Bool = true) {
         let k = kernel, s = stride, p = pad, cin = self.cin
-        if s == 2 && ((k == 3 && p == 1) || (k == 1 && p == 0)) && Conv2d.stride2Kernels {
-            let blen = Int(mcl_im2col_s2_buffer(Int32(k), Int32(wo)))
-            let scatter = { (c0: Int, c1: Int) in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: blen) { buf in
-                    mcl_col2im_s2(col, Int32(c0), Int32(c1), Int32(k), Int32(n), Int32(h), Int32(w), Int32(n0), Int32(cn),
-                                  Int32(ho), Int32(wo), dx, buf.baseAddress!)
-                }
+        if Conv2d.stride2Kernel(kernel: k, stride: s, pad: p) {
+            Conv2d.overChannels(cin, kernel: k, wo: wo, parallel: parallel) { c0, c1, buf in
+                mcl_col2im_s2(col, Int32(c0), Int32(c1), Int32(k), Int32(n), Int32(h), Int32(w), Int32(n0), Int32(cn),
+                              Int32(ho), Int32(wo), dx, buf)
             }
-            if parallel { Threads.parallelFor(cin) { ci in scatter(ci, ci + 1) } } else { scatter(0, cin) }
             return
         }
         let rowLen = cn * ho * wo
