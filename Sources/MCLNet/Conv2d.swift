@@ -132,10 +132,6 @@ public final class Conv2d: @unchecked Sendable {
             DirectConv.weightGradient(x, cin: cin, n: n, h: h, w: w, dy: dy, cout: cout, dw: weightGrad, ws: ws)
             return
         }
-        if usesWinograd(h: h, w: w) {
-            Winograd.weightGradient(x, cin: cin, n: n, h: h, w: w, dy: dy, cout: cout, dw: weightGrad, ws: ws)
-            return
-        }
         if Conv2d.usesThreadChunks {
             weightGradientChunks(x, n: n, h: h, w: w, dy: dy, ws: ws)
             return

@@ -7,8 +7,8 @@ import MCLCore
 /// 64-256) and then multiplies it on all threads, so the gather's writes and the GEMM's reads go to
 /// memory: for the stride-2 layers the GEMM itself runs at 60-100% of the sgemm peak, the layer at
 /// 20-55% (docs/performance.md). Here each thread owns a contiguous range of images and walks it
-/// in chunks of about `chunkFloats` floats of columns (at least 1024 columns): it gathers a chunk and multiplies it at once
-/// with a one-thread GEMM, while the chunk is still in its L2.
+/// in chunks of about `chunkFloats` floats of columns (at least 1024 columns): it gathers a chunk
+/// and multiplies it at once with a one-thread GEMM, while the chunk is still in its L2.
 ///
 /// - forward: `Y[:, chunk] = W · col(X)[:, chunk]` (disjoint output columns per thread);
 /// - dW: each thread sums `dY[:, chunk] · col(X)[:, chunk]^T` into its own partial, and the
@@ -64,19 +64,16 @@ extension Conv2d {
         let ho = outSize(h), wo = outSize(w), total = n * ho * wo
         let t = threadChunking(n: n, ho: ho, wo: wo).threads
         let wcount = cout * kdim
-        // One thread accumulates straight into the gradient; several into partials added in order.
+        // One thread accumulates straight into the gradient; several into zeroed partials (a
+        // thread may have no image) added in order.
         let partials = t > 1 ? ws.get("conv.tdw", t * wcount) : weightGrad
-        var first = [Bool](repeating: true, count: t)
-        first.withUnsafeMutableBufferPointer { fresh in
-            forEachChunk(n: n, ho: ho, wo: wo, ws: ws) { k, n0, cn, col in
-                let cols = cn * ho * wo
-                Conv2d.im2col(x, channels: cin, kernel: kernel, stride: stride, pad: pad, n: n, h: h, w: w,
-                              n0: n0, cn: cn, ho: ho, wo: wo, col: col, parallel: false)
-                let beta: Float = t > 1 && fresh[k] ? 0 : 1
-                fresh[k] = false
-                sgemmCall(false, true, cout, kdim, cols, 1, dy + n0 * ho * wo, total, col, cols,
-                          beta, partials + (t > 1 ? k * wcount : 0), kdim)
-            }
+        if t > 1 { memset(partials, 0, t * wcount * MemoryLayout<Float>.stride) }
+        forEachChunk(n: n, ho: ho, wo: wo, ws: ws) { k, n0, cn, col in
+            let cols = cn * ho * wo
+            Conv2d.im2col(x, channels: cin, kernel: kernel, stride: stride, pad: pad, n: n, h: h, w: w,
+                          n0: n0, cn: cn, ho: ho, wo: wo, col: col, parallel: false)
+            sgemmCall(false, true, cout, kdim, cols, 1, dy + n0 * ho * wo, total, col, cols,
+                      1, partials + (t > 1 ? k * wcount : 0), kdim)
         }
         if t > 1 {
             let g = weightGrad

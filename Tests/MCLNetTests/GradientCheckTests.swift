@@ -237,8 +237,8 @@ final class GradientCheckTests: XCTestCase {
 
     /// The per-thread L2 chunks of im2col (`Im2colChunks.swift`) and the C stride-2 gather and
     /// scatter (`im2col_s2.c`) give the Swift whole-batch path's forward, dW and dX (+= too) for
-    /// stride 2 (3x3 and 1x1, even and odd sizes) and a 3-channel stride-1 layer, with 1 and 2
-    /// threads and chunks that split each thread's images unevenly.
+    /// stride 2 (3x3 and 1x1, even and odd sizes) and a 3-channel stride-1 layer, with 1, 2 and 6
+    /// threads (some with no image) and chunks that split each thread's images unevenly.
     func testIm2colThreadChunksMatchWholeBatch() {
         let savedChunk = Conv2d.chunkFloats, savedThreads = Threads.count, savedColumns = Conv2d.minChunkColumns
         let savedS2 = Conv2d.stride2Kernels
@@ -262,15 +262,21 @@ final class GradientCheckTests: XCTestCase {
                 dx.copy(from: dxInit)
                 store.zeroGrads()
                 let ws = Workspace()
+                // Workspace scratch holds whatever the previous layer left: the per-thread dW
+                // partials must not depend on it (NaN here), also for threads with no image.
+                let partials = 6 * conv.cout * conv.kdim
+                let junk = ws.get("conv.tdw", partials)
+                for i in 0..<partials { junk[i] = .nan }
                 conv.forward(x.ptr, n: n, h: h, w: h, y.ptr, ws: ws)
                 conv.backward(x.ptr, n: n, h: h, w: h, dy: dy.ptr, dx: dx.ptr, accumulate: accumulate, ws: ws)
                 return (y.array, store.grads.array, dx.array)
             }
             for accumulate in [false, true] {
                 let whole = run(chunkFloats: 0, threads: 1, accumulate: accumulate, cKernels: false)
-                // 2 images per chunk: threads own 4 + 3 images, chunks 2 + 2 and 2 + 1.
+                // 2 images per chunk: threads own 4 + 3 images, chunks 2 + 2 and 2 + 1; with 6
+                // threads they own 2, 2, 2, 1, 0, 0 images.
                 let perImage = conv.kdim * ho * ho
-                for threads in [1, 2] {
+                for threads in [1, 2, 6] {
                     for chunk in [0, 2 * perImage, 1 << 20] {
                         let got = run(chunkFloats: chunk, threads: threads, accumulate: accumulate)
                         let what = "\(cin)->\(cout) k\(k) s\(s), \(threads) thread(s), chunk \(chunk), accumulate \(accumulate)"
