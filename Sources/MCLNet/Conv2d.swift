@@ -77,6 +77,12 @@ public final class Conv2d: @unchecked Sendable {
             DirectConv.forward(x, cin: cin, n: n, h: h, w: w, weights: weight, cout: cout, y, accumulate: false, ws: ws)
             return
         }
+        if usesWinograd(h: h, w: w) && Winograd4.applies(h: h, w: w) {
+            let u = ws.get("wino.u", 36 * cout * cin)
+            Winograd4.transformWeights(weight, cout: cout, cin: cin, transposeFlip: false, into: u)
+            Winograd4.convolve(x, cin: cin, n: n, h: h, w: w, u: u, cout: cout, y, accumulate: false, ws: ws)
+            return
+        }
         if usesWinograd(h: h, w: w) {
             let u = ws.get("wino.u", 16 * cout * cin)
             Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: false, into: u)
@@ -113,7 +119,8 @@ public final class Conv2d: @unchecked Sendable {
     public func algorithm(h: Int, w: Int) -> String {
         if isPointwise && !Conv2d.deterministic { return "pointwise" }
         if usesDirect(h: h, w: w) { return usesWinogradWeightGradient(h: h, w: w) ? "dir/wino" : "direct" }
-        return usesWinograd(h: h, w: w) ? "winograd" : "im2col"
+        if usesWinograd(h: h, w: w) { return Winograd4.applies(h: h, w: w) ? "wino4/2" : "winograd" }
+        return "im2col"
     }
 
     /// `dW += dY · col(X)^T` (FLOPs as the forward pass).
@@ -168,6 +175,13 @@ public final class Conv2d: @unchecked Sendable {
         }
         if usesDirect(h: h, w: w) {
             DirectConv.dataGradient(dy, cout: cout, n: n, h: h, w: w, weights: weight, cin: cin, dx, accumulate: accumulate, ws: ws)
+            return
+        }
+        if usesWinograd(h: h, w: w) && Winograd4.applies(h: h, w: w) {
+            // dX = the same convolution of dY with the flipped, transposed kernel.
+            let u = ws.get("wino.u", 36 * cout * cin)
+            Winograd4.transformWeights(weight, cout: cout, cin: cin, transposeFlip: true, into: u)
+            Winograd4.convolve(dy, cin: cout, n: n, h: h, w: w, u: u, cout: cin, dx, accumulate: accumulate, ws: ws)
             return
         }
         if usesWinograd(h: h, w: w) {

@@ -23,7 +23,8 @@ import MCLCore
 /// worker order at the end, so results are the same from run to run at a given thread count.
 public enum Winograd {
     /// Floats per transformed block (V or M) per worker: about 4 MB.
-    nonisolated(unsafe) public static var blockFloats = 1 << 20
+    nonisolated(unsafe) public static var blockFloats =
+        Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_BLOCK"] ?? "") ?? 1 << 20
 
     /// Fewest input channels for the Winograd path. With OpenBLAS's GEMMs im2col won on the
     /// 16-channel stage of ResNet-18 width 16 (threshold 32); with oneDNN's, Winograd wins there too
@@ -66,13 +67,15 @@ public enum Winograd {
         }
     }
 
-    /// Block geometry: `rows` tile rows split into `blocks` blocks of at most `perBlock` rows.
+    /// Block geometry: `rows` tile rows (of `tile` x `tile` outputs, `(tile + 2)^2` transformed
+    /// planes) split into `blocks` blocks of at most `perBlock` rows.
     struct Blocking {
         let tileRows: Int, tilesPerRow: Int, perBlock: Int, blocks: Int, workers: Int
-        init(n: Int, h: Int, w: Int, channels: Int) {
-            tilesPerRow = w / 2
-            tileRows = n * (h / 2)
-            let fit = max(1, Winograd.blockFloats / (16 * max(1, channels) * tilesPerRow))
+        init(n: Int, h: Int, w: Int, channels: Int, tile: Int = 2) {
+            tilesPerRow = w / tile
+            tileRows = n * (h / tile)
+            let planes = (tile + 2) * (tile + 2)
+            let fit = max(1, Winograd.blockFloats / (planes * max(1, channels) * tilesPerRow))
             let t = Threads.count
             var b = max((tileRows + fit - 1) / fit, min(t, tileRows))
             let per = (tileRows + b - 1) / b

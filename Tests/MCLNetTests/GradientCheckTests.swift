@@ -118,6 +118,60 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
+    /// Winograd F(4x4, 3x3) forward and dX (with and without accumulate; dW stays on F(2x2))
+    /// against im2col + GEMM, for sizes from 4x4 to 12x8 (tiles touching one, two or all four
+    /// borders), blocks of one tile row up to everything, 1 and 2 threads; and against F(2x2).
+    /// F(4x4)'s float32 error is larger (points ±2, scales 1/24): bounded at 2e-5 of the largest value.
+    func testWinograd4MatchesIm2col() {
+        let savedBlock = Winograd.blockFloats, savedThreads = Threads.count, savedMin = Winograd.minChannels
+        let savedWinograd = Conv2d.winograd, savedF4 = Winograd4.enabled, savedPixels = Winograd4.minPixels
+        let available = DirectConv.isa
+        Winograd.minChannels = 8
+        Winograd4.minPixels = 16
+        defer {
+            Winograd.blockFloats = savedBlock; Threads.set(savedThreads); Conv2d.winograd = savedWinograd
+            Winograd.minChannels = savedMin; Winograd4.enabled = savedF4; Winograd4.minPixels = savedPixels
+            DirectConv.force(isa: available)
+        }
+        XCTAssertFalse(Winograd4.applies(h: 6, w: 8))
+        XCTAssertFalse(Winograd4.applies(h: 4, w: 2))
+        // The C transforms of every instruction set this CPU has (AVX-512, AVX2, baseline).
+        for level in (0...available).reversed() {
+        DirectConv.force(isa: level)
+        for (cin, cout, n, h, w) in [(8, 4, 3, 4, 4), (9, 16, 2, 8, 12), (16, 8, 3, 8, 8), (12, 12, 1, 12, 8), (64, 64, 2, 16, 16)] {
+            for (block, threads) in [(1, 1), (1, 2), (1 << 20, 2), (36 * 16 * 3, 2)] {
+                Winograd.blockFloats = block; Threads.set(threads)
+                let store = ParameterStore()
+                let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: 3, stride: 1, pad: 1)
+                store.finalize()
+                store.values.copy(from: randn(store.paramCount, scale: 0.3))
+                let x = FloatBuffer(count: cin * n * h * w); x.copy(from: randn(x.count))
+                let dy = FloatBuffer(count: cout * n * h * w); dy.copy(from: randn(dy.count))
+                let dx0 = randn(x.count)
+                var results: [[Float]] = []
+                for (wino, f4) in [(false, false), (true, true), (true, false)] {
+                    Conv2d.winograd = wino; Winograd4.enabled = f4
+                    XCTAssertEqual(conv.algorithm(h: h, w: w), !wino ? "im2col" : f4 ? "wino4/2" : "winograd")
+                    let ws = Workspace()
+                    let y = FloatBuffer(count: cout * n * h * w)
+                    conv.forward(x.ptr, n: n, h: h, w: w, y.ptr, ws: ws)
+                    let dx = FloatBuffer(count: x.count)
+                    conv.backwardData(dy.ptr, n: n, h: h, w: w, dx: dx.ptr, accumulate: false, ws: ws)
+                    let dxAcc = FloatBuffer(count: x.count); dxAcc.copy(from: dx0)
+                    conv.backwardData(dy.ptr, n: n, h: h, w: w, dx: dxAcc.ptr, accumulate: true, ws: ws)
+                    results.append(y.array + dx.array + dxAcc.array)
+                }
+                let scale = results[0].reduce(Float(0)) { max($0, abs($1)) }
+                for (other, bound): (Int, Float) in [(1, 2e-5), (2, 2e-6)] {
+                    var worst: Float = 0
+                    for i in 0..<results[0].count { worst = max(worst, abs(results[0][i] - results[other][i])) }
+                    XCTAssertLessThan(worst / scale, bound, "\(other == 1 ? "F(4x4)" : "F(2x2)") cin \(cin) cout \(cout) n \(n) \(h)x\(w) block \(block) threads \(threads) isa \(level)")
+                }
+            }
+        }
+        }
+    }
+
     /// The direct kernels (rows of 16 and 32 pixels) against finite differences.
     func testConv3x3DirectFiniteDifferences() {
         guard DirectConv.isa > 0 else { return print("direct convolution: no AVX2 on this CPU, checked elsewhere") }

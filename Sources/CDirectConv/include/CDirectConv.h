@@ -42,4 +42,12 @@ void mcl_im2col_s2(const float *x, int c0, int c1, int k, int n, int h, int w, i
                    float *col, float *buf);
 void mcl_col2im_s2(const float *col, int c0, int c1, int k, int n, int h, int w, int n0, int cn, int ho, int wo,
                    float *dx, float *buf);
+
+/* Winograd F(4x4, 3x3) transforms (`MCLNet.Winograd4`) of tile rows [r0, r1) (n * h/4 rows of
+ * w/4 tiles; h, w multiples of 4): input x ([C][N][H][W]) -> v[36][channels][tb], with `pad`
+ * holding 7 * (w + 2) floats; output m[36][channels][tb] -> y tiles (= or += with `accumulate`),
+ * `tmp` holding 6 * w floats. tb = the block's tiles, (r1 - r0) * w/4. */
+void mcl_wino4_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad);
+void mcl_wino4_output(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb, float *y,
+                      int accumulate, float *tmp);
 #endif
