@@ -27,8 +27,8 @@ import CDirectConv
 /// im2col in `testWinograd4MatchesIm2col`). dX is the forward of dY with the flipped,
 /// transposed kernel, as in `Winograd`; dW stays on F(2x2) (`Winograd.weightGradient`).
 ///
-/// The transforms are C (`CDirectConv/winograd4.c`, compiled per ISA): in two passes each, over
-/// whole rows and then over each tile's columns, like `Winograd.inputTransform`.
+/// The transforms are C (`CDirectConv/winograd_transforms.c`, compiled per ISA): in two passes each, over
+/// whole rows and then over each tile's columns, like `Winograd`'s.
 public enum Winograd4 {
     /// `MCL_WINOGRAD_F4=0` keeps every Winograd layer on F(2x2).
     nonisolated(unsafe) public static var enabled = ProcessInfo.processInfo.environment["MCL_WINOGRAD_F4"] != "0"

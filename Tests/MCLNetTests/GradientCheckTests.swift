@@ -80,12 +80,15 @@ final class GradientCheckTests: XCTestCase {
     /// rounding, for sizes from 2x2 to 8x8, blocks of one tile row up to everything, 1 and 2 threads.
     func testWinogradMatchesIm2col() {
         let savedBlock = Winograd.blockFloats, savedThreads = Threads.count, savedMin = Winograd.minChannels
-        let savedWinograd = Conv2d.winograd
+        let savedWinograd = Conv2d.winograd, available = DirectConv.isa
         Winograd.minChannels = 8
         defer {
             Winograd.blockFloats = savedBlock; Threads.set(savedThreads); Conv2d.winograd = savedWinograd
-            Winograd.minChannels = savedMin
+            Winograd.minChannels = savedMin; DirectConv.force(isa: available)
         }
+        // The C transforms of every instruction set this CPU has (AVX-512, AVX2, baseline).
+        for level in (0...available).reversed() {
+        DirectConv.force(isa: level)
         for (cin, cout, n, h, w) in [(8, 4, 3, 2, 2), (9, 16, 2, 4, 6), (16, 8, 3, 8, 8), (12, 12, 1, 6, 2)] {
             for (block, threads) in [(1, 1), (1, 2), (1 << 20, 2), (16 * 16 * 2, 2)] {
                 Winograd.blockFloats = block; Threads.set(threads)
@@ -113,8 +116,9 @@ final class GradientCheckTests: XCTestCase {
                 let scale = results[0].reduce(Float(0)) { max($0, abs($1)) }
                 var worst: Float = 0
                 for i in 0..<results[0].count { worst = max(worst, abs(results[0][i] - results[1][i])) }
-                XCTAssertLessThan(worst / scale, 2e-6, "cin \(cin) cout \(cout) n \(n) \(h)x\(w) block \(block) threads \(threads)")
+                XCTAssertLessThan(worst / scale, 2e-6, "cin \(cin) cout \(cout) n \(n) \(h)x\(w) block \(block) threads \(threads) isa \(level)")
             }
+        }
         }
     }
 

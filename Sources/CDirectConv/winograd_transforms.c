@@ -1,0 +1,276 @@
+#include "CDirectConv.h"
+#include <string.h>
+
+/* The transforms of Winograd F(2x2, 3x3) (`MCLNet.Winograd`: input, output, and the gradient
+ * transform of dW) and F(4x4, 3x3) (`MCLNet.Winograd4`: input and output), where the matrices
+ * B^T, A^T are written out, on CNHW activations, for tile rows [r0, r1) of the n * h/T tile
+ * rows of T output rows each (T = 2 or 4).
+ *
+ * In C, compiled for AVX-512, AVX2 and the baseline, because the Swift package is compiled for
+ * the baseline x86-64: the same loops in Swift ran on 4-lane SSE registers, and F(4x4)'s
+ * transforms took twice the time of its 36 GEMMs (64 channels, 32x32). Each transform is two
+ * passes: over whole rows of w (contiguous, vectorised), and over each tile's columns (the
+ * compiler's interleaved loads and stores), writing T + 2 of the (T + 2)^2 planes at a time
+ * (all of them from one loop put that many store streams at multiples of the plane size, a
+ * multiple of 4 KB for the usual shapes, into one set of the L1 cache). */
+
+#define UNROLL _Pragma("clang loop unroll(full)")
+
+#define WINO2_INPUT(NAME, TARGET)                                                                    \
+TARGET static void NAME(const float *x, int channels, int n, int h, int w, int r0, int r1,          \
+                        float *v, int tb, float *pad) {                                              \
+    const int nth = h / 2, ntw = w / 2, wp = w + 2;                                                  \
+    const long plane = (long)channels * tb;                                                          \
+    float *t[4];                                                                                     \
+    for (int i = 0; i < 4; i++) { t[i] = pad + i * wp; t[i][0] = 0; t[i][wp - 1] = 0; }             \
+    float *zero = pad + 4 * wp;                                                                      \
+    memset(zero, 0, w * sizeof(float));                                                              \
+    for (int c = 0; c < channels; c++) {                                                             \
+        for (int r = r0; r < r1; r++) {                                                              \
+            const int ni = r / nth, th = r % nth;                                                    \
+            const float *img = x + ((long)c * n + ni) * h * w;                                       \
+            const float *d[4];                                                                       \
+            for (int k = 0; k < 4; k++) {                                                            \
+                const int i = 2 * th - 1 + k;                                                        \
+                d[k] = i >= 0 && i < h ? img + (long)i * w : zero;                                   \
+            }                                                                                        \
+            const float *restrict d0 = d[0], *restrict d1 = d[1], *restrict d2 = d[2], *restrict d3 = d[3]; \
+            float *restrict t0 = t[0] + 1, *restrict t1 = t[1] + 1, *restrict t2 = t[2] + 1, *restrict t3 = t[3] + 1; \
+            for (int j = 0; j < w; j++) {                                                            \
+                t0[j] = d0[j] - d2[j]; t1[j] = d1[j] + d2[j];                                        \
+                t2[j] = d2[j] - d1[j]; t3[j] = d1[j] - d3[j];                                        \
+            }                                                                                        \
+            const long base = (long)c * tb + (long)(r - r0) * ntw;                                   \
+            for (int i = 0; i < 4; i++) {                                                            \
+                const float *restrict tr = t[i];                                                     \
+                float *restrict o0 = v + 4 * i * plane + base;                                       \
+                float *restrict o1 = o0 + plane, *restrict o2 = o1 + plane, *restrict o3 = o2 + plane; \
+                for (int tw = 0; tw < ntw; tw++) {                                                   \
+                    const float a = tr[2 * tw], b = tr[2 * tw + 1], cc = tr[2 * tw + 2], dd = tr[2 * tw + 3]; \
+                    o0[tw] = a - cc; o1[tw] = b + cc; o2[tw] = cc - b; o3[tw] = b - dd;              \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+}
+
+#define WINO2_OUTPUT(NAME, TARGET)                                                                   \
+TARGET static void NAME(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb,  \
+                        float *y, int accumulate, float *tmp) {                                      \
+    const int nth = h / 2, ntw = w / 2;                                                              \
+    const long plane = (long)channels * tb;                                                          \
+    float *restrict t0 = tmp, *restrict t1 = tmp + w, *restrict t2 = tmp + 2 * w, *restrict t3 = tmp + 3 * w; \
+    float *t[4] = {t0, t1, t2, t3};                                                                  \
+    for (int c = 0; c < channels; c++) {                                                             \
+        for (int r = r0; r < r1; r++) {                                                              \
+            const int ni = r / nth, th = r % nth;                                                    \
+            float *restrict out0 = y + (((long)c * n + ni) * h + 2 * th) * w;                        \
+            float *restrict out1 = out0 + w;                                                         \
+            const float *mb = m + (long)c * tb + (long)(r - r0) * ntw;                               \
+            for (int i = 0; i < 4; i++) {                                                            \
+                const float *restrict i0 = mb + 4 * i * plane;                                       \
+                const float *restrict i1 = i0 + plane, *restrict i2 = i1 + plane, *restrict i3 = i2 + plane; \
+                float *restrict tr = t[i];                                                           \
+                for (int tw = 0; tw < ntw; tw++) {                                                   \
+                    const float a = i0[tw], b = i1[tw], cc = i2[tw], dd = i3[tw];                    \
+                    tr[2 * tw] = a + b + cc; tr[2 * tw + 1] = b - cc - dd;                           \
+                }                                                                                    \
+            }                                                                                        \
+            if (accumulate) {                                                                        \
+                for (int j = 0; j < w; j++) {                                                        \
+                    out0[j] += t0[j] + t1[j] + t2[j]; out1[j] += t1[j] - t2[j] - t3[j];              \
+                }                                                                                    \
+            } else {                                                                                 \
+                for (int j = 0; j < w; j++) {                                                        \
+                    out0[j] = t0[j] + t1[j] + t2[j]; out1[j] = t1[j] - t2[j] - t3[j];                \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+}
+
+/* M[e][c][l] = (A dY_l A^T)[e]: the adjoint of the output transform, for dW. */
+#define WINO2_GRAD(NAME, TARGET)                                                                     \
+TARGET static void NAME(const float *dy, int channels, int n, int h, int w, int r0, int r1,         \
+                        float *m, int tb, float *tmp) {                                              \
+    const int nth = h / 2, ntw = w / 2;                                                              \
+    const long plane = (long)channels * tb;                                                          \
+    float *restrict t0 = tmp, *restrict t1 = tmp + w, *restrict t2 = tmp + 2 * w, *restrict t3 = tmp + 3 * w; \
+    float *t[4] = {t0, t1, t2, t3};                                                                  \
+    for (int c = 0; c < channels; c++) {                                                             \
+        for (int r = r0; r < r1; r++) {                                                              \
+            const int ni = r / nth, th = r % nth;                                                    \
+            const float *restrict in0 = dy + (((long)c * n + ni) * h + 2 * th) * w;                  \
+            const float *restrict in1 = in0 + w;                                                     \
+            for (int j = 0; j < w; j++) {                                                            \
+                const float p = in0[j], s = in1[j];                                                  \
+                t0[j] = p; t1[j] = p + s; t2[j] = p - s; t3[j] = -s;                                 \
+            }                                                                                        \
+            const long base = (long)c * tb + (long)(r - r0) * ntw;                                   \
+            for (int i = 0; i < 4; i++) {                                                            \
+                const float *restrict tr = t[i];                                                     \
+                float *restrict o0 = m + 4 * i * plane + base;                                       \
+                float *restrict o1 = o0 + plane, *restrict o2 = o1 + plane, *restrict o3 = o2 + plane; \
+                for (int tw = 0; tw < ntw; tw++) {                                                   \
+                    const float x0 = tr[2 * tw], x1 = tr[2 * tw + 1];                                \
+                    o0[tw] = x0; o1[tw] = x0 + x1; o2[tw] = x0 - x1; o3[tw] = -x1;                   \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+}
+
+#define WINO4_INPUT(NAME, TARGET)                                                                    \
+TARGET static void NAME(const float *x, int channels, int n, int h, int w, int r0, int r1,          \
+                        float *v, int tb, float *pad) {                                              \
+    const int nth = h / 4, ntw = w / 4, wp = w + 2;                                                  \
+    const long plane = (long)channels * tb;                                                          \
+    float *t[6];                                                                                     \
+    for (int i = 0; i < 6; i++) { t[i] = pad + i * wp; t[i][0] = 0; t[i][wp - 1] = 0; }             \
+    float *zero = pad + 6 * wp;                                                                      \
+    memset(zero, 0, w * sizeof(float));                                                              \
+    for (int c = 0; c < channels; c++) {                                                             \
+        for (int r = r0; r < r1; r++) {                                                              \
+            const int ni = r / nth, th = r % nth;                                                    \
+            const float *img = x + ((long)c * n + ni) * h * w;                                       \
+            const float *d[6];                                                                       \
+            for (int k = 0; k < 6; k++) {                                                            \
+                const int i = 4 * th - 1 + k;                                                        \
+                d[k] = i >= 0 && i < h ? img + (long)i * w : zero;                                   \
+            }                                                                                        \
+            const float *restrict d0 = d[0], *restrict d1 = d[1], *restrict d2 = d[2];               \
+            const float *restrict d3 = d[3], *restrict d4 = d[4], *restrict d5 = d[5];               \
+            float *restrict t0 = t[0] + 1, *restrict t1 = t[1] + 1, *restrict t2 = t[2] + 1;         \
+            float *restrict t3 = t[3] + 1, *restrict t4 = t[4] + 1, *restrict t5 = t[5] + 1;         \
+            for (int j = 0; j < w; j++) {                                                            \
+                const float a0 = d0[j], a1 = d1[j], a2 = d2[j], a3 = d3[j], a4 = d4[j], a5 = d5[j];  \
+                t0[j] = 4 * a0 - 5 * a2 + a4;                                                        \
+                t1[j] = a3 + a4 - 4 * (a1 + a2);                                                     \
+                t2[j] = 4 * (a1 - a2) + a4 - a3;                                                     \
+                t3[j] = 2 * (a3 - a1) + a4 - a2;                                                     \
+                t4[j] = 2 * (a1 - a3) + a4 - a2;                                                     \
+                t5[j] = 4 * a1 - 5 * a3 + a5;                                                        \
+            }                                                                                        \
+            const long base = (long)c * tb + (long)(r - r0) * ntw;                                   \
+            for (int i = 0; i < 6; i++) {                                                            \
+                const float *restrict tr = t[i];                                                     \
+                float *restrict o0 = v + 6 * i * plane + base;                                       \
+                float *restrict o1 = o0 + plane, *restrict o2 = o1 + plane, *restrict o3 = o2 + plane; \
+                float *restrict o4 = o3 + plane, *restrict o5 = o4 + plane;                          \
+                for (int tw = 0; tw < ntw; tw++) {                                                   \
+                    const float *p = tr + 4 * tw;                                                    \
+                    const float a0 = p[0], a1 = p[1], a2 = p[2], a3 = p[3], a4 = p[4], a5 = p[5];    \
+                    o0[tw] = 4 * a0 - 5 * a2 + a4;                                                   \
+                    o1[tw] = a3 + a4 - 4 * (a1 + a2);                                                \
+                    o2[tw] = 4 * (a1 - a2) + a4 - a3;                                                \
+                    o3[tw] = 2 * (a3 - a1) + a4 - a2;                                                \
+                    o4[tw] = 2 * (a1 - a3) + a4 - a2;                                                \
+                    o5[tw] = 4 * a1 - 5 * a3 + a5;                                                   \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+}
+
+#define WINO4_OUTPUT(NAME, TARGET)                                                                   \
+TARGET static void NAME(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb,  \
+                        float *y, int accumulate, float *tmp) {                                      \
+    const int nth = h / 4, ntw = w / 4;                                                              \
+    const long plane = (long)channels * tb;                                                          \
+    float *restrict t0 = tmp, *restrict t1 = tmp + w, *restrict t2 = tmp + 2 * w;                    \
+    float *restrict t3 = tmp + 3 * w, *restrict t4 = tmp + 4 * w, *restrict t5 = tmp + 5 * w;        \
+    float *t[6] = {t0, t1, t2, t3, t4, t5};                                                          \
+    for (int c = 0; c < channels; c++) {                                                             \
+        for (int r = r0; r < r1; r++) {                                                              \
+            const int ni = r / nth, th = r % nth;                                                    \
+            float *restrict out0 = y + (((long)c * n + ni) * h + 4 * th) * w;                        \
+            float *restrict out1 = out0 + w, *restrict out2 = out1 + w, *restrict out3 = out2 + w;   \
+            const float *mb = m + (long)c * tb + (long)(r - r0) * ntw;                               \
+            for (int i = 0; i < 6; i++) {                                                            \
+                const float *restrict i0 = mb + 6 * i * plane;                                       \
+                const float *restrict i1 = i0 + plane, *restrict i2 = i1 + plane;                    \
+                const float *restrict i3 = i2 + plane, *restrict i4 = i3 + plane, *restrict i5 = i4 + plane; \
+                float *restrict tr = t[i];                                                           \
+                for (int tw = 0; tw < ntw; tw++) {                                                   \
+                    const float a0 = i0[tw], a1 = i1[tw], a2 = i2[tw], a3 = i3[tw], a4 = i4[tw], a5 = i5[tw]; \
+                    const float s12 = a1 + a2, d12 = a1 - a2, s34 = a3 + a4, d34 = a3 - a4;          \
+                    tr[4 * tw] = a0 + s12 + s34; tr[4 * tw + 1] = d12 + 2 * d34;                     \
+                    tr[4 * tw + 2] = s12 + 4 * s34; tr[4 * tw + 3] = d12 + 8 * d34 + a5;             \
+                }                                                                                    \
+            }                                                                                        \
+            if (accumulate) {                                                                        \
+                for (int j = 0; j < w; j++) {                                                        \
+                    const float s12 = t1[j] + t2[j], d12 = t1[j] - t2[j];                            \
+                    const float s34 = t3[j] + t4[j], d34 = t3[j] - t4[j];                            \
+                    out0[j] += t0[j] + s12 + s34; out1[j] += d12 + 2 * d34;                          \
+                    out2[j] += s12 + 4 * s34; out3[j] += d12 + 8 * d34 + t5[j];                      \
+                }                                                                                    \
+            } else {                                                                                 \
+                for (int j = 0; j < w; j++) {                                                        \
+                    const float s12 = t1[j] + t2[j], d12 = t1[j] - t2[j];                            \
+                    const float s34 = t3[j] + t4[j], d34 = t3[j] - t4[j];                            \
+                    out0[j] = t0[j] + s12 + s34; out1[j] = d12 + 2 * d34;                            \
+                    out2[j] = s12 + 4 * s34; out3[j] = d12 + 8 * d34 + t5[j];                        \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+}
+
+WINO2_INPUT(wino2_input_512, __attribute__((target("avx512f"))))
+WINO2_INPUT(wino2_input_avx2, __attribute__((target("avx2,fma"))))
+WINO2_INPUT(wino2_input_base, )
+WINO2_OUTPUT(wino2_output_512, __attribute__((target("avx512f"))))
+WINO2_OUTPUT(wino2_output_avx2, __attribute__((target("avx2,fma"))))
+WINO2_OUTPUT(wino2_output_base, )
+WINO2_GRAD(wino2_grad_512, __attribute__((target("avx512f"))))
+WINO2_GRAD(wino2_grad_avx2, __attribute__((target("avx2,fma"))))
+WINO2_GRAD(wino2_grad_base, )
+WINO4_INPUT(wino4_input_512, __attribute__((target("avx512f"))))
+WINO4_INPUT(wino4_input_avx2, __attribute__((target("avx2,fma"))))
+WINO4_INPUT(wino4_input_base, )
+WINO4_OUTPUT(wino4_output_512, __attribute__((target("avx512f"))))
+WINO4_OUTPUT(wino4_output_avx2, __attribute__((target("avx2,fma"))))
+WINO4_OUTPUT(wino4_output_base, )
+
+void mcl_wino4_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad) {
+    switch (mcl_dconv_isa()) {
+    case 2: wino4_input_512(x, channels, n, h, w, r0, r1, v, tb, pad); break;
+    case 1: wino4_input_avx2(x, channels, n, h, w, r0, r1, v, tb, pad); break;
+    default: wino4_input_base(x, channels, n, h, w, r0, r1, v, tb, pad);
+    }
+}
+
+void mcl_wino4_output(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb, float *y,
+                      int accumulate, float *tmp) {
+    switch (mcl_dconv_isa()) {
+    case 2: wino4_output_512(m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp); break;
+    case 1: wino4_output_avx2(m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp); break;
+    default: wino4_output_base(m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp);
+    }
+}
+
+void mcl_wino2_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad) {
+    switch (mcl_dconv_isa()) {
+    case 2: wino2_input_512(x, channels, n, h, w, r0, r1, v, tb, pad); break;
+    case 1: wino2_input_avx2(x, channels, n, h, w, r0, r1, v, tb, pad); break;
+    default: wino2_input_base(x, channels, n, h, w, r0, r1, v, tb, pad);
+    }
+}
+
+void mcl_wino2_output(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb, float *y,
+                      int accumulate, float *tmp) {
+    switch (mcl_dconv_isa()) {
+    case 2: wino2_output_512(m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp); break;
+    case 1: wino2_output_avx2(m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp); break;
+    default: wino2_output_base(m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp);
+    }
+}
+
+void mcl_wino2_grad(const float *dy, int channels, int n, int h, int w, int r0, int r1, float *m, int tb, float *tmp) {
+    switch (mcl_dconv_isa()) {
+    case 2: wino2_grad_512(dy, channels, n, h, w, r0, r1, m, tb, tmp); break;
+    case 1: wino2_grad_avx2(dy, channels, n, h, w, r0, r1, m, tb, tmp); break;
+    default: wino2_grad_base(dy, channels, n, h, w, r0, r1, m, tb, tmp);
+    }
+}
