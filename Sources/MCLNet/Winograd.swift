@@ -47,27 +47,9 @@ public enum Winograd {
     /// `w` is OIHW [cout][cin][3][3]; the result has rows = cout (or cin when transposed).
     static func transformWeights(_ w: UnsafePointer<Float>, cout: Int, cin: Int, transposeFlip: Bool,
                                  into u: UnsafeMutablePointer<Float>) {
-        let rows = transposeFlip ? cin : cout, cols = transposeFlip ? cout : cin
-        let plane = rows * cols
+        let rows = transposeFlip ? cin : cout
         Threads.parallelRange(rows, minPerThread: 8) { r0, r1 in
-            for r in r0..<r1 {
-                for c in 0..<cols {
-                    let src = transposeFlip ? w + (c * cin + r) * 9 : w + (r * cin + c) * 9
-                    @inline(__always) func g(_ k: Int) -> Float { transposeFlip ? src[8 - k] : src[k] }
-                    let o = u + r * cols + c
-                    // a = G g (rows of 3), then each row i of u = a_i G^T (4 values).
-                    @inline(__always) func emit(_ i: Int, _ a0: Float, _ a1: Float, _ a2: Float) {
-                        o[(4 * i + 0) * plane] = a0
-                        o[(4 * i + 1) * plane] = 0.5 * (a0 + a1 + a2)
-                        o[(4 * i + 2) * plane] = 0.5 * (a0 - a1 + a2)
-                        o[(4 * i + 3) * plane] = a2
-                    }
-                    emit(0, g(0), g(1), g(2))
-                    emit(1, 0.5 * (g(0) + g(3) + g(6)), 0.5 * (g(1) + g(4) + g(7)), 0.5 * (g(2) + g(5) + g(8)))
-                    emit(2, 0.5 * (g(0) - g(3) + g(6)), 0.5 * (g(1) - g(4) + g(7)), 0.5 * (g(2) - g(5) + g(8)))
-                    emit(3, g(6), g(7), g(8))
-                }
-            }
+            mcl_wino_weights(w, Int32(cout), Int32(cin), transposeFlip ? 1 : 0, 2, u, Int32(r0), Int32(r1))
         }
     }
 
@@ -141,30 +123,10 @@ public enum Winograd {
                 b += bk.workers
             }
         }
-        // Sum the workers' dU in worker order, then dg = G^T dU G.
-        let du0 = scratch + vSize + mSize + padSize
-        for k in 1..<max(1, bk.workers) {
-            let duk = scratch + k * per + vSize + mSize + padSize
-            Threads.parallelRange(uSize) { s, e in for i in s..<e { du0[i] += duk[i] } }
-        }
+        // Sum the workers' dU in worker order, then dg = G^T dU G (in C: see mcl_wino2_weight_grad).
         let plane = cout * cin
         Threads.parallelRange(plane, minPerThread: 64) { s, e in
-            for idx in s..<e {
-                @inline(__always) func d(_ i: Int, _ c: Int) -> Float { du0[(4 * i + c) * plane + idx] }
-                let o = dw + idx * 9
-                // Q = G^T D (3 rows of 4), then each row of dg = Q_i G (3 values).
-                @inline(__always) func emit(_ i: Int, _ q0: Float, _ q1: Float, _ q2: Float, _ q3: Float) {
-                    o[3 * i] += q0 + 0.5 * (q1 + q2)
-                    o[3 * i + 1] += 0.5 * (q1 - q2)
-                    o[3 * i + 2] += 0.5 * (q1 + q2) + q3
-                }
-                emit(0, d(0, 0) + 0.5 * (d(1, 0) + d(2, 0)), d(0, 1) + 0.5 * (d(1, 1) + d(2, 1)),
-                     d(0, 2) + 0.5 * (d(1, 2) + d(2, 2)), d(0, 3) + 0.5 * (d(1, 3) + d(2, 3)))
-                emit(1, 0.5 * (d(1, 0) - d(2, 0)), 0.5 * (d(1, 1) - d(2, 1)),
-                     0.5 * (d(1, 2) - d(2, 2)), 0.5 * (d(1, 3) - d(2, 3)))
-                emit(2, 0.5 * (d(1, 0) + d(2, 0)) + d(3, 0), 0.5 * (d(1, 1) + d(2, 1)) + d(3, 1),
-                     0.5 * (d(1, 2) + d(2, 2)) + d(3, 2), 0.5 * (d(1, 3) + d(2, 3)) + d(3, 3))
-            }
+            mcl_wino2_weight_grad(scratch + vSize + mSize + padSize, per, Int32(bk.workers), plane, s, e, dw)
         }
     }
 }

@@ -42,38 +42,14 @@ public enum Winograd4 {
         enabled && h % 4 == 0 && w % 4 == 0 && h * w >= minPixels
     }
 
-    /// The six values G x for a column x = (x0, x1, x2) of a 3x3 kernel.
-    @inline(__always)
-    static func g6(_ x0: Float, _ x1: Float, _ x2: Float) -> (Float, Float, Float, Float, Float, Float) {
-        let s = x0 + x2, e = x0 / 24 + x2 / 6
-        return (x0 / 4, -(s + x1) / 6, (x1 - s) / 6, e + x1 / 12, e - x1 / 12, x2)
-    }
-
     /// U[e][r][c] = (G g G^T)[e] for the 3x3 kernel g of output channel r and input channel c:
     /// `g = W[r][c]` (forward), or the flipped `W[c][r]` (`transposeFlip`, the kernel of dX).
     /// `w` is OIHW [cout][cin][3][3]; the result has 36 planes of rows = cout (or cin) x cols.
     static func transformWeights(_ w: UnsafePointer<Float>, cout: Int, cin: Int, transposeFlip: Bool,
                                  into u: UnsafeMutablePointer<Float>) {
-        let rows = transposeFlip ? cin : cout, cols = transposeFlip ? cout : cin
-        let plane = rows * cols
+        let rows = transposeFlip ? cin : cout
         Threads.parallelRange(rows, minPerThread: 8) { r0, r1 in
-            for r in r0..<r1 {
-                for c in 0..<cols {
-                    let src = transposeFlip ? w + (c * cin + r) * 9 : w + (r * cin + c) * 9
-                    @inline(__always) func g(_ k: Int) -> Float { transposeFlip ? src[8 - k] : src[k] }
-                    let o = u + r * cols + c
-                    // a = G g: column k of g -> column k of a (6 x 3).
-                    let c0 = g6(g(0), g(3), g(6)), c1 = g6(g(1), g(4), g(7)), c2 = g6(g(2), g(5), g(8))
-                    // Row i of u = G a_i (6 values).
-                    @inline(__always) func emit(_ i: Int, _ a0: Float, _ a1: Float, _ a2: Float) {
-                        let v = g6(a0, a1, a2)
-                        o[(6 * i + 0) * plane] = v.0; o[(6 * i + 1) * plane] = v.1; o[(6 * i + 2) * plane] = v.2
-                        o[(6 * i + 3) * plane] = v.3; o[(6 * i + 4) * plane] = v.4; o[(6 * i + 5) * plane] = v.5
-                    }
-                    emit(0, c0.0, c1.0, c2.0); emit(1, c0.1, c1.1, c2.1); emit(2, c0.2, c1.2, c2.2)
-                    emit(3, c0.3, c1.3, c2.3); emit(4, c0.4, c1.4, c2.4); emit(5, c0.5, c1.5, c2.5)
-                }
-            }
+            mcl_wino_weights(w, Int32(cout), Int32(cin), transposeFlip ? 1 : 0, 4, u, Int32(r0), Int32(r1))
         }
     }
 
