@@ -33,9 +33,11 @@ public enum Winograd4 {
     /// `MCL_WINOGRAD_F4=0` keeps every Winograd layer on F(2x2).
     nonisolated(unsafe) public static var enabled = ProcessInfo.processInfo.environment["MCL_WINOGRAD_F4"] != "0"
     /// Fewest output pixels per image (h x w) for F(4x4): on small maps a tile covers most of the
-    /// image and the 36 transformed weight matrices (2.25x F(2x2)'s) dominate the traffic.
+    /// image and the 36 transformed weight matrices (2.25x F(2x2)'s) dominate the traffic. Width
+    /// 64, batch 64, 2 threads, alternating runs: 128 channels 16x16 forward 10.6-13.8 ms with
+    /// F(4x4), 18.1-18.9 with F(2x2); 256 channels 8x8 12.6-14.8 vs 11.7-12.1 (so 256, 16x16 and up).
     nonisolated(unsafe) public static var minPixels =
-        Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_F4_MIN_PIXELS"] ?? "") ?? 64
+        Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_F4_MIN_PIXELS"] ?? "") ?? 256
 
     /// Whether a Winograd layer's forward and dX use F(4x4) on an h x w input.
     public static func applies(h: Int, w: Int) -> Bool {
