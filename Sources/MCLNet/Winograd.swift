@@ -77,7 +77,7 @@ public enum Winograd {
                          cout: Int, _ y: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace) {
         if n == 0 { return }
         let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout))
-        let vSize = 16 * cin * bk.maxTiles, mSize = 16 * cout * bk.maxTiles, padSize = 5 * (w + 2)
+        let vSize = 16 * cin * bk.maxTiles, mSize = 16 * cout * bk.maxTiles, padSize = 5 * (w + 34)
         let per = vSize + mSize + padSize
         let scratch = ws.get("wino.fwd", per * bk.workers)
         Threads.parallelFor(bk.workers) { k in
@@ -103,7 +103,7 @@ public enum Winograd {
                                dy: UnsafePointer<Float>, cout: Int, dw: UnsafeMutablePointer<Float>, ws: Workspace) {
         if n == 0 { return }
         let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout))
-        let vSize = 16 * cin * bk.maxTiles, mSize = 16 * cout * bk.maxTiles, padSize = 5 * (w + 2)
+        let vSize = 16 * cin * bk.maxTiles, mSize = 16 * cout * bk.maxTiles, padSize = 5 * (w + 34)
         let uSize = 16 * cout * cin
         let per = vSize + mSize + padSize + uSize
         let scratch = ws.get("wino.dw", per * bk.workers)

@@ -61,7 +61,7 @@ public enum Winograd4 {
                          cout: Int, _ y: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace) {
         if n == 0 { return }
         let bk = Winograd.Blocking(n: n, h: h, w: w, channels: max(cin, cout), tile: 4)
-        let vSize = 36 * cin * bk.maxTiles, mSize = 36 * cout * bk.maxTiles, padSize = 7 * (w + 2)
+        let vSize = 36 * cin * bk.maxTiles, mSize = 36 * cout * bk.maxTiles, padSize = 7 * (w + 34)
         let per = vSize + mSize + padSize
         let scratch = ws.get("wino4.fwd", per * bk.workers)
         Threads.parallelFor(bk.workers) { k in

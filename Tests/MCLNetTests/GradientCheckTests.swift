@@ -77,19 +77,23 @@ final class GradientCheckTests: XCTestCase {
     }
 
     /// Winograd forward, dW and dX (with and without accumulate) equal im2col + GEMM to float
-    /// rounding, for sizes from 2x2 to 8x8, blocks of one tile row up to everything, 1 and 2 threads.
+    /// rounding, for sizes from 2x2 to 4x36 (rows of one, 16 and 18 tiles: the AVX-512 column passes
+    /// take 16 at a time), blocks of one tile row up to everything, 1 and 2 threads.
     func testWinogradMatchesIm2col() {
         let savedBlock = Winograd.blockFloats, savedThreads = Threads.count, savedMin = Winograd.minChannels
         let savedWinograd = Conv2d.winograd, available = DirectConv.isa
         Winograd.minChannels = 8
+        let savedDirect = DirectConv.enabled
+        DirectConv.enabled = false  // rows of 32 would take the direct kernels
         defer {
             Winograd.blockFloats = savedBlock; Threads.set(savedThreads); Conv2d.winograd = savedWinograd
             Winograd.minChannels = savedMin; DirectConv.force(isa: available)
+            DirectConv.enabled = savedDirect
         }
         // The C transforms of every instruction set this CPU has (AVX-512, AVX2, baseline).
         for level in (0...available).reversed() {
         DirectConv.force(isa: level)
-        for (cin, cout, n, h, w) in [(8, 4, 3, 2, 2), (9, 16, 2, 4, 6), (16, 8, 3, 8, 8), (12, 12, 1, 6, 2)] {
+        for (cin, cout, n, h, w) in [(8, 4, 3, 2, 2), (9, 16, 2, 4, 6), (16, 8, 3, 8, 8), (12, 12, 1, 6, 2), (8, 8, 1, 2, 32), (8, 5, 2, 4, 36)] {
             for (block, threads) in [(1, 1), (1, 2), (1 << 20, 2), (16 * 16 * 2, 2)] {
                 Winograd.blockFloats = block; Threads.set(threads)
                 let store = ParameterStore()
@@ -123,8 +127,8 @@ final class GradientCheckTests: XCTestCase {
     }
 
     /// Winograd F(4x4, 3x3) forward and dX (with and without accumulate; dW stays on F(2x2))
-    /// against im2col + GEMM, for sizes from 4x4 to 12x8 (tiles touching one, two or all four
-    /// borders), blocks of one tile row up to everything, 1 and 2 threads; and against F(2x2).
+    /// against im2col + GEMM, for sizes from 4x4 to 4x48 (tiles touching one, two or all four
+    /// borders; rows of 1 to 12 tiles, the AVX-512 column pass taking 8 at a time), blocks of one tile row up to everything, 1 and 2 threads; and against F(2x2).
     /// F(4x4)'s float32 error is larger (points ±2, scales 1/24): bounded at 2e-5 of the largest value.
     func testWinograd4MatchesIm2col() {
         let savedBlock = Winograd.blockFloats, savedThreads = Threads.count, savedMin = Winograd.minChannels
@@ -132,17 +136,21 @@ final class GradientCheckTests: XCTestCase {
         let available = DirectConv.isa
         Winograd.minChannels = 8
         Winograd4.minPixels = 16
+        let savedDirect = DirectConv.enabled
+        DirectConv.enabled = false  // rows of 32 would take the direct kernels
         defer {
             Winograd.blockFloats = savedBlock; Threads.set(savedThreads); Conv2d.winograd = savedWinograd
             Winograd.minChannels = savedMin; Winograd4.enabled = savedF4; Winograd4.minPixels = savedPixels
             DirectConv.force(isa: available)
+            DirectConv.enabled = savedDirect
         }
         XCTAssertFalse(Winograd4.applies(h: 6, w: 8))
         XCTAssertFalse(Winograd4.applies(h: 4, w: 2))
         // The C transforms of every instruction set this CPU has (AVX-512, AVX2, baseline).
         for level in (0...available).reversed() {
         DirectConv.force(isa: level)
-        for (cin, cout, n, h, w) in [(8, 4, 3, 4, 4), (9, 16, 2, 8, 12), (16, 8, 3, 8, 8), (12, 12, 1, 12, 8), (64, 64, 2, 16, 16)] {
+        for (cin, cout, n, h, w) in [(8, 4, 3, 4, 4), (9, 16, 2, 8, 12), (16, 8, 3, 8, 8), (12, 12, 1, 12, 8), (64, 64, 2, 16, 16),
+                                     (8, 4, 1, 8, 32), (8, 8, 2, 4, 48)] {
             for (block, threads) in [(1, 1), (1, 2), (1 << 20, 2), (36 * 16 * 3, 2)] {
                 Winograd.blockFloats = block; Threads.set(threads)
                 let store = ParameterStore()
