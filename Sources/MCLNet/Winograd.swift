@@ -30,6 +30,15 @@ public enum Winograd {
     nonisolated(unsafe) public static var blockFloats =
         Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_BLOCK"] ?? "") ?? 1 << 20
 
+    /// Floats per transformed block of dW (V or M; at least 128 tiles): smaller than the forward's,
+    /// because dW writes both V and M before its GEMMs read them. Width 64, batch 64, 2 threads,
+    /// best of 6 alternating runs: the 64-channel 32x32 dW 19.2-20.3 ms with 256K floats (256
+    /// tiles), 23.1-24.1 with 1M; 128 to 512 channels within 10% either way.
+    nonisolated(unsafe) public static var weightGradientBlockFloats =
+        Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_DW_BLOCK"] ?? "") ?? 1 << 18
+    /// Fewest tiles per dW block (small maps with many channels: 512 x 4x4 keeps 128-tile GEMMs).
+    nonisolated(unsafe) public static var weightGradientMinTiles = 128
+
     /// Fewest input channels for the Winograd path. With OpenBLAS's GEMMs im2col won on the
     /// 16-channel stage of ResNet-18 width 16 (threshold 32); with oneDNN's, Winograd wins there too
     /// (width 16, batch 256, 2 threads: 238-240 images/s from 16 channels, 198-228 from 32,
@@ -57,11 +66,11 @@ public enum Winograd {
     /// planes) split into `blocks` blocks of at most `perBlock` rows.
     struct Blocking {
         let tileRows: Int, tilesPerRow: Int, perBlock: Int, blocks: Int, workers: Int
-        init(n: Int, h: Int, w: Int, channels: Int, tile: Int = 2) {
+        init(n: Int, h: Int, w: Int, channels: Int, tile: Int = 2, floats: Int = Winograd.blockFloats, minTiles: Int = 1) {
             tilesPerRow = w / tile
             tileRows = n * (h / tile)
             let planes = (tile + 2) * (tile + 2)
-            let fit = max(1, Winograd.blockFloats / (planes * max(1, channels) * tilesPerRow))
+            let fit = max(1, floats / (planes * max(1, channels) * tilesPerRow), (minTiles + tilesPerRow - 1) / tilesPerRow)
             let t = Threads.count
             var b = max((tileRows + fit - 1) / fit, min(t, tileRows))
             let per = (tileRows + b - 1) / b
@@ -102,7 +111,8 @@ public enum Winograd {
     static func weightGradient(_ x: UnsafePointer<Float>, cin: Int, n: Int, h: Int, w: Int,
                                dy: UnsafePointer<Float>, cout: Int, dw: UnsafeMutablePointer<Float>, ws: Workspace) {
         if n == 0 { return }
-        let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout))
+        let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout), floats: Winograd.weightGradientBlockFloats,
+                          minTiles: Winograd.weightGradientMinTiles)
         let vSize = 16 * cin * bk.maxTiles, mSize = 16 * cout * bk.maxTiles, padSize = 5 * (w + 34)
         let uSize = 16 * cout * cin
         let per = vSize + mSize + padSize + uSize

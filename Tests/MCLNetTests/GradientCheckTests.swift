@@ -81,12 +81,15 @@ final class GradientCheckTests: XCTestCase {
     /// take 16 at a time), blocks of one tile row up to everything, 1 and 2 threads.
     func testWinogradMatchesIm2col() {
         let savedBlock = Winograd.blockFloats, savedThreads = Threads.count, savedMin = Winograd.minChannels
+        let savedDWBlock = Winograd.weightGradientBlockFloats, savedDWTiles = Winograd.weightGradientMinTiles
+        Winograd.weightGradientMinTiles = 1
         let savedWinograd = Conv2d.winograd, available = DirectConv.isa
         Winograd.minChannels = 8
         let savedDirect = DirectConv.enabled
         DirectConv.enabled = false  // rows of 32 would take the direct kernels
         defer {
             Winograd.blockFloats = savedBlock; Threads.set(savedThreads); Conv2d.winograd = savedWinograd
+            Winograd.weightGradientBlockFloats = savedDWBlock; Winograd.weightGradientMinTiles = savedDWTiles
             Winograd.minChannels = savedMin; DirectConv.force(isa: available)
             DirectConv.enabled = savedDirect
         }
@@ -95,7 +98,7 @@ final class GradientCheckTests: XCTestCase {
         DirectConv.force(isa: level)
         for (cin, cout, n, h, w) in [(8, 4, 3, 2, 2), (9, 16, 2, 4, 6), (16, 8, 3, 8, 8), (12, 12, 1, 6, 2), (8, 8, 1, 2, 32), (8, 5, 2, 4, 36)] {
             for (block, threads) in [(1, 1), (1, 2), (1 << 20, 2), (16 * 16 * 2, 2)] {
-                Winograd.blockFloats = block; Threads.set(threads)
+                Winograd.blockFloats = block; Winograd.weightGradientBlockFloats = block; Threads.set(threads)
                 let store = ParameterStore()
                 let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: 3, stride: 1, pad: 1)
                 store.finalize()
