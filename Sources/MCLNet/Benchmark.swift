@@ -27,6 +27,8 @@ public struct TrainBenchResult: Codable, Sendable {
     /// Ranks that shared the batch (each ran batch / ranks images) and the allreduce time.
     public var ranks: Int = 1
     public var allreduce_ms: Double = 0
+    /// The fastest timed step (`bench --profile` sets it beside its best-of-N layer times).
+    public var fastest_step_ms: Double = 0
 }
 
 public enum TrainBenchmark {
@@ -74,7 +76,8 @@ public enum TrainBenchmark {
                                 gflops: flopsPerImage * Double(globalBatch) / step / 1e9, gflop_per_image: flopsPerImage / 1e9,
                                 forward_ms: median(fwd) * 1e3, backward_ms: median(bwd) * 1e3, sgd_ms: median(sgd) * 1e3,
                                 peak_rss_mb: ProcessStats.peakRSSMB, openblas_core: BLASInfo.coreName,
-                                ranks: max(1, ranks), allreduce_ms: comm.isEmpty ? 0 : median(comm) * 1e3)
+                                ranks: max(1, ranks), allreduce_ms: comm.isEmpty ? 0 : median(comm) * 1e3,
+                                fastest_step_ms: (total.min() ?? 0) * 1e3)
     }
 }
 

@@ -34,7 +34,8 @@ public struct LayerProfile: Codable, Sendable {
     public var rows: [ConvProfileRow]
     /// Sum over the network's convolutions (each shape x its layer count), all three passes.
     public var convolutions_ms: Double
-    /// The whole network step at the same batch (`TrainBenchmark`), and what is not convolution.
+    /// The whole network step at the same batch (`TrainBenchmark`, its fastest of `repeats` steps),
+    /// and what is not convolution.
     public var step_ms: Double
     public var other_ms: Double
 
@@ -59,7 +60,9 @@ public struct LayerProfile: Codable, Sendable {
         return s
     }
 
-    /// Profiles every distinct convolution shape of `config` at `batch` images (median of `repeats`).
+    /// Profiles every distinct convolution shape of `config` at `batch` images (best of `repeats`,
+    /// the peak likewise: on a shared VM interference only adds time, and the medians of one shape
+    /// moved by 20-40% between runs minutes apart; docs/performance.md, session 9).
     public static func run(config: ModelConfig, batch: Int, repeats: Int = 3) throws -> LayerProfile {
         let model = try ResNetModel(config)
         model.initialise(seed: 1)
@@ -107,13 +110,13 @@ public struct LayerProfile: Codable, Sendable {
         }
         model.store.zeroGrads()
         let step = try TrainBenchmark.run(config: config, batch: batch, steps: repeats, warmup: 1)
-        let stepMs = step.seconds_per_step * 1e3
+        let stepMs = step.fastest_step_ms
         return LayerProfile(model: config.arch, width: config.width, batch: batch, threads: Threads.count,
                             gemm: GEMMEngine.description, sgemm_peak_gflops: peak, rows: rows,
                             convolutions_ms: convMs, step_ms: stepMs, other_ms: stepMs - convMs)
     }
 
-    /// Median seconds of `body` over `repeats` runs after one warm-up run.
+    /// Fewest seconds of `body` over `repeats` runs after one warm-up run.
     static func time(_ repeats: Int, _ body: () -> Void) -> Double {
         body()
         var t: [Double] = []
@@ -122,10 +125,10 @@ public struct LayerProfile: Codable, Sendable {
             body()
             t.append(ProcessStats.now() - t0)
         }
-        return t.sorted()[t.count / 2]
+        return t.min()!
     }
 
-    /// GFLOPS of `sgemm` (row-major, no transposes) on an m x n x k product, median of `repeats`.
+    /// GFLOPS of `sgemm` (row-major, no transposes) on an m x n x k product, best of `repeats`.
     public static func sgemmGflops(m: Int, n: Int, k: Int, repeats: Int) -> Double {
         let a = FloatBuffer(count: m * k), b = FloatBuffer(count: k * n), c = FloatBuffer(count: m * n)
         var rng = SplitMix64(seed: 5)

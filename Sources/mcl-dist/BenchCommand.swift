@@ -11,7 +11,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Images per step.") var batch = 64
     @Option(help: "Encoder width.") var width = 64
     @Option(help: "Threads (default: all cores).") var threads: Int?
-    @Option(help: "Timed steps (median reported).") var steps = 5
+    @Option(help: "Timed steps (median reported; with --profile, repeats per pass, best reported).") var steps = 5
     @Option(help: "Untimed warm-up steps.") var warmup = 2
     @Flag(help: "Measure eval-mode inference instead of training.") var inference = false
     @Flag(help: "Print JSON.") var json = false
