@@ -145,8 +145,9 @@ __attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n,
     }                                                                                                \
 }
 
-/* Weight gradient: for CB output channels and one (ci, i), 3 * CB vector accumulators over the
- * rows of a block of images (kept in L2 across the channel loops), added to acc in memory. */
+/* Weight gradient (AVX2; AVX-512 uses the rolling-row kernel below): for CB output channels and
+ * one (ci, i), 3 * CB vector accumulators over the rows of a block of images (kept in L2 across
+ * the channel loops), added to acc in memory. */
 #define WGRAD_KERNEL(NAME, TARGET, VPR, CB)                                                          \
 __attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n, int h,              \
         const float *dy, int cout, float *accm, int n0, int n1, float *scratch) {                    \
@@ -200,13 +201,73 @@ __attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n,
     }                                                                                                \
 }
 
+/* Weight gradient with rolling rows (AVX-512): for a pair of output channels, one input channel
+ * and one 16-pixel column block v of the rows, all 9 taps' accumulators (2 x 9 vectors) stay in
+ * registers while the output rows go by; the three padded input rows an output row needs are
+ * kept in registers too (3 shifts each), so each new row costs 3 loads of x and 2 of dy for 18
+ * FMAs. The AVX2 kernel above reloads the block's dy and x rows from L2 for each of the 3 kernel rows
+ * (11 loads per 24 FMAs at 8 channels), and L2 bandwidth bounded it at 36-52% of the peak on
+ * the width-16 layers (docs/performance.md, session 9). */
+#define WGRAD_KERNEL_ROLL(NAME, TARGET, VPR)                                                         \
+__attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n, int h,              \
+        const float *dy, int cout, float *accm, int n0, int n1, float *scratch) {                    \
+    const int w = 16 * VPR;                                                                          \
+    const long wp = w + 2, plane = (long)(h + 2) * wp;                                               \
+    int blk = mcl_dconv_block_images(cin, cout, h, w);                                               \
+    for (int b0 = n0; b0 < n1; b0 += blk) {                                                          \
+        const int b1 = b0 + blk < n1 ? b0 + blk : n1;                                                \
+        pad_images(x, cin, n, h, w, b0, b1, scratch);                                                \
+        for (int co0 = 0; co0 < cout; co0 += 2) {                                                    \
+            const int co1 = co0 + 1 < cout ? co0 + 1 : co0;                                          \
+            for (int ci = 0; ci < cin; ci++) {                                                       \
+                v16 acc[2][9];                                                                       \
+                UNROLL                                                                               \
+                for (int c = 0; c < 2; c++)                                                          \
+                    UNROLL                                                                           \
+                    for (int t = 0; t < 9; t++) acc[c][t] = (v16){0};                                \
+                for (int v = 0; v < VPR; v++) {                                                      \
+                    for (int b = b0; b < b1; b++) {                                                  \
+                        const float *xb = scratch + ((long)(b - b0) * cin + ci) * plane + 16 * v;    \
+                        const float *g0 = dy + ((long)co0 * n + b) * h * w + 16 * v;                 \
+                        const float *g1 = dy + ((long)co1 * n + b) * h * w + 16 * v;                 \
+                        v16 r0[3], r1[3];                                                            \
+                        UNROLL                                                                       \
+                        for (int j = 0; j < 3; j++) { r0[j] = LOAD(xb + j); r1[j] = LOAD(xb + wp + j); } \
+                        for (int oh = 0; oh < h; oh++) {                                             \
+                            v16 r2[3];                                                               \
+                            const float *row = xb + (long)(oh + 2) * wp;                             \
+                            UNROLL                                                                   \
+                            for (int j = 0; j < 3; j++) r2[j] = LOAD(row + j);                       \
+                            const v16 d0 = LOAD(g0 + (long)oh * w), d1 = LOAD(g1 + (long)oh * w);    \
+                            UNROLL                                                                   \
+                            for (int j = 0; j < 3; j++) {                                            \
+                                acc[0][j] += d0 * r0[j]; acc[0][3 + j] += d0 * r1[j]; acc[0][6 + j] += d0 * r2[j]; \
+                                acc[1][j] += d1 * r0[j]; acc[1][3 + j] += d1 * r1[j]; acc[1][6 + j] += d1 * r2[j]; \
+                            }                                                                        \
+                            UNROLL                                                                   \
+                            for (int j = 0; j < 3; j++) { r0[j] = r1[j]; r1[j] = r2[j]; }            \
+                        }                                                                            \
+                    }                                                                                \
+                }                                                                                    \
+                const int cn = co1 > co0 ? 2 : 1;                                                    \
+                for (int c = 0; c < cn; c++)                                                         \
+                    UNROLL                                                                           \
+                    for (int t = 0; t < 9; t++) {                                                    \
+                        float *dst = accm + (((long)(co0 + c) * cin + ci) * 9 + t) * 16;             \
+                        STORE(dst, LOAD(dst) + acc[c][t]);                                           \
+                    }                                                                                \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+}
+
 FORWARD_KERNEL(fwd512_1, "avx512f", 1, 16)
 FORWARD_KERNEL_R2(fwd512_1r2, "avx512f", 8)
 FORWARD_KERNEL(fwd512_2, "avx512f", 2, 8)
 FORWARD_KERNEL(fwd2_1, "avx2,fma", 1, 4)
 FORWARD_KERNEL(fwd2_2, "avx2,fma", 2, 2)
-WGRAD_KERNEL(wg512_1, "avx512f", 1, 8)
-WGRAD_KERNEL(wg512_2, "avx512f", 2, 8)
+WGRAD_KERNEL_ROLL(wgr512_1, "avx512f", 1)
+WGRAD_KERNEL_ROLL(wgr512_2, "avx512f", 2)
 WGRAD_KERNEL(wg2_1, "avx2,fma", 1, 2)
 WGRAD_KERNEL(wg2_2, "avx2,fma", 2, 2)
 
@@ -252,8 +313,8 @@ void mcl_dconv_weight_grad(const float *x, int cin, int n, int h, int w, const f
                            float *acc, int n0, int n1, float *scratch) {
     const int isa = mcl_dconv_isa();
     if (isa == 2) {
-        if (w == 16) wg512_1(x, cin, n, h, dy, cout, acc, n0, n1, scratch);
-        else wg512_2(x, cin, n, h, dy, cout, acc, n0, n1, scratch);
+        if (w == 16) wgr512_1(x, cin, n, h, dy, cout, acc, n0, n1, scratch);
+        else wgr512_2(x, cin, n, h, dy, cout, acc, n0, n1, scratch);
     } else {
         if (w == 16) wg2_1(x, cin, n, h, dy, cout, acc, n0, n1, scratch);
         else wg2_2(x, cin, n, h, dy, cout, acc, n0, n1, scratch);
