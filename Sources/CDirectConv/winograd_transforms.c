@@ -299,6 +299,151 @@ TARGET static void NAME(const float *m, int channels, int n, int h, int w, int r
     }                                                                                                \
 }
 
+/* ---- AVX-512 transforms for rows of at most 32 pixels (every CIFAR layer), in registers.
+ * Each input row is one or two vectors (masked loads, zero beyond w); the row pass combines
+ * whole rows, and each tile window of the (zero-padded) result is gathered with a zero-masking
+ * two-source permute, so no row goes through memory. The two-pass versions above store each
+ * combined row and load it back unaligned a few instructions later: those loads cannot be
+ * forwarded from the stores and wait until the stores before them (the transformed planes,
+ * missing the cache) have been written, which perf showed as half of those functions' time. */
+
+/* Lanes tw < ntw: index S tw + k - 1 into the 32 values (lo, hi) of a row, where index -1 and
+ * indices >= w are the zero padding (masked off). */
+__attribute__((target("avx512f"))) static inline void window_index(int S, int k, int w, int ntw, __m512i *idx, __mmask16 *mask) {
+    int ix[16]; unsigned m = 0;
+    for (int l = 0; l < 16; l++) {
+        const int j = S * l + k - 1;
+        ix[l] = j >= 0 && j < 32 ? j : 0;
+        if (l < ntw && j >= 0 && j < w) m |= 1u << l;
+    }
+    *idx = _mm512_loadu_si512(ix);
+    *mask = (__mmask16)m;
+}
+
+#define ROW_LOADS(img, i, h, w, mlo, mhi, lo, hi) do {                                              \
+    if ((i) >= 0 && (i) < (h)) {                                                                     \
+        lo = _mm512_maskz_loadu_ps(mlo, (img) + (long)(i) * (w));                                    \
+        hi = (w) > 16 ? _mm512_maskz_loadu_ps(mhi, (img) + (long)(i) * (w) + 16) : _mm512_setzero_ps(); \
+    } else { lo = _mm512_setzero_ps(); hi = _mm512_setzero_ps(); }                                   \
+} while (0)
+
+__attribute__((target("avx512f"))) static void wino2_input_reg(const float *x, int channels, int n, int h, int w,
+                                                              int r0, int r1, float *v, int tb) {
+    const int nth = h / 2, ntw = w / 2;
+    const long plane = (long)channels * tb;
+    const __mmask16 mlo = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
+    const __mmask16 mhi = w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
+    const __mmask16 mt = ntw >= 16 ? 0xFFFF : (__mmask16)((1u << ntw) - 1);
+    __m512i ix[4]; __mmask16 mk[4];
+    for (int k = 0; k < 4; k++) window_index(2, k, w, ntw, &ix[k], &mk[k]);
+    for (int c = 0; c < channels; c++) {
+        for (int r = r0; r < r1; r++) {
+            const int ni = r / nth, th = r % nth;
+            const float *img = x + ((long)c * n + ni) * h * w;
+            __m512 lo[4], hi[4];
+            for (int k = 0; k < 4; k++) ROW_LOADS(img, 2 * th - 1 + k, h, w, mlo, mhi, lo[k], hi[k]);
+            /* B^T over the rows */
+            __m512 tl[4], th_[4];
+            tl[0] = _mm512_sub_ps(lo[0], lo[2]); th_[0] = _mm512_sub_ps(hi[0], hi[2]);
+            tl[1] = _mm512_add_ps(lo[1], lo[2]); th_[1] = _mm512_add_ps(hi[1], hi[2]);
+            tl[2] = _mm512_sub_ps(lo[2], lo[1]); th_[2] = _mm512_sub_ps(hi[2], hi[1]);
+            tl[3] = _mm512_sub_ps(lo[1], lo[3]); th_[3] = _mm512_sub_ps(hi[1], hi[3]);
+            const long base = (long)c * tb + (long)(r - r0) * ntw;
+            for (int i = 0; i < 4; i++) {
+                const __m512 a = _mm512_maskz_permutex2var_ps(mk[0], tl[i], ix[0], th_[i]);
+                const __m512 b = _mm512_maskz_permutex2var_ps(mk[1], tl[i], ix[1], th_[i]);
+                const __m512 cc = _mm512_maskz_permutex2var_ps(mk[2], tl[i], ix[2], th_[i]);
+                const __m512 dd = _mm512_maskz_permutex2var_ps(mk[3], tl[i], ix[3], th_[i]);
+                float *o = v + 4 * i * plane + base;
+                _mm512_mask_storeu_ps(o, mt, _mm512_sub_ps(a, cc));
+                _mm512_mask_storeu_ps(o + plane, mt, _mm512_add_ps(b, cc));
+                _mm512_mask_storeu_ps(o + 2 * plane, mt, _mm512_sub_ps(cc, b));
+                _mm512_mask_storeu_ps(o + 3 * plane, mt, _mm512_sub_ps(b, dd));
+            }
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static void wino2_grad_reg(const float *dy, int channels, int n, int h, int w,
+                                                             int r0, int r1, float *m, int tb) {
+    const int nth = h / 2, ntw = w / 2;
+    const long plane = (long)channels * tb;
+    const __mmask16 mlo = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
+    const __mmask16 mhi = w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
+    const __mmask16 mt = ntw >= 16 ? 0xFFFF : (__mmask16)((1u << ntw) - 1);
+    __m512i ix[2]; __mmask16 mk[2];
+    for (int k = 0; k < 2; k++) window_index(2, k + 1, w, ntw, &ix[k], &mk[k]);  /* 2 tw, 2 tw + 1 */
+    for (int c = 0; c < channels; c++) {
+        for (int r = r0; r < r1; r++) {
+            const int ni = r / nth, th = r % nth;
+            const float *img = dy + ((long)c * n + ni) * h * w;
+            __m512 pl, ph, sl, sh;
+            ROW_LOADS(img, 2 * th, h, w, mlo, mhi, pl, ph);
+            ROW_LOADS(img, 2 * th + 1, h, w, mlo, mhi, sl, sh);
+            /* rows of A dY: p, p + s, p - s, -s */
+            const __m512 z = _mm512_setzero_ps();
+            const __m512 tl[4] = {pl, _mm512_add_ps(pl, sl), _mm512_sub_ps(pl, sl), _mm512_sub_ps(z, sl)};
+            const __m512 tH[4] = {ph, _mm512_add_ps(ph, sh), _mm512_sub_ps(ph, sh), _mm512_sub_ps(z, sh)};
+            const long base = (long)c * tb + (long)(r - r0) * ntw;
+            for (int i = 0; i < 4; i++) {
+                const __m512 x0 = _mm512_maskz_permutex2var_ps(mk[0], tl[i], ix[0], tH[i]);
+                const __m512 x1 = _mm512_maskz_permutex2var_ps(mk[1], tl[i], ix[1], tH[i]);
+                float *o = m + 4 * i * plane + base;
+                _mm512_mask_storeu_ps(o, mt, x0);
+                _mm512_mask_storeu_ps(o + plane, mt, _mm512_add_ps(x0, x1));
+                _mm512_mask_storeu_ps(o + 2 * plane, mt, _mm512_sub_ps(x0, x1));
+                _mm512_mask_storeu_ps(o + 3 * plane, mt, _mm512_sub_ps(z, x1));
+            }
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static void wino4_input_reg(const float *x, int channels, int n, int h, int w,
+                                                              int r0, int r1, float *v, int tb) {
+    const int nth = h / 4, ntw = w / 4;
+    const long plane = (long)channels * tb;
+    const __mmask16 mlo = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
+    const __mmask16 mhi = w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
+    const __mmask16 mt = (__mmask16)((1u << ntw) - 1);
+    const __m512 two = _mm512_set1_ps(2), four = _mm512_set1_ps(4), five = _mm512_set1_ps(5);
+    __m512i ix[6]; __mmask16 mk[6];
+    for (int k = 0; k < 6; k++) window_index(4, k, w, ntw, &ix[k], &mk[k]);
+    for (int c = 0; c < channels; c++) {
+        for (int r = r0; r < r1; r++) {
+            const int ni = r / nth, th = r % nth;
+            const float *img = x + ((long)c * n + ni) * h * w;
+            __m512 L[6], H[6];
+            for (int k = 0; k < 6; k++) ROW_LOADS(img, 4 * th - 1 + k, h, w, mlo, mhi, L[k], H[k]);
+            __m512 T[2][6];
+            for (int half = 0; half < 2; half++) {
+                const __m512 *a = half ? H : L;
+                const __m512 s12 = _mm512_add_ps(a[1], a[2]), d12 = _mm512_sub_ps(a[1], a[2]);
+                const __m512 d31 = _mm512_sub_ps(a[3], a[1]), a4m2 = _mm512_sub_ps(a[4], a[2]);
+                T[half][0] = _mm512_add_ps(_mm512_fmsub_ps(four, a[0], _mm512_mul_ps(five, a[2])), a[4]);
+                T[half][1] = _mm512_fnmadd_ps(four, s12, _mm512_add_ps(a[3], a[4]));
+                T[half][2] = _mm512_fmadd_ps(four, d12, _mm512_sub_ps(a[4], a[3]));
+                T[half][3] = _mm512_fmadd_ps(two, d31, a4m2);
+                T[half][4] = _mm512_fnmadd_ps(two, d31, a4m2);
+                T[half][5] = _mm512_add_ps(_mm512_fmsub_ps(four, a[1], _mm512_mul_ps(five, a[3])), a[5]);
+            }
+            const long base = (long)c * tb + (long)(r - r0) * ntw;
+            for (int i = 0; i < 6; i++) {
+                __m512 a[6];
+                for (int k = 0; k < 6; k++) a[k] = _mm512_maskz_permutex2var_ps(mk[k], T[0][i], ix[k], T[1][i]);
+                const __m512 s12 = _mm512_add_ps(a[1], a[2]), d12 = _mm512_sub_ps(a[1], a[2]);
+                const __m512 d31 = _mm512_sub_ps(a[3], a[1]), a4m2 = _mm512_sub_ps(a[4], a[2]);
+                float *o = v + 6 * i * plane + base;
+                _mm512_mask_storeu_ps(o, mt, _mm512_add_ps(_mm512_fmsub_ps(four, a[0], _mm512_mul_ps(five, a[2])), a[4]));
+                _mm512_mask_storeu_ps(o + plane, mt, _mm512_fnmadd_ps(four, s12, _mm512_add_ps(a[3], a[4])));
+                _mm512_mask_storeu_ps(o + 2 * plane, mt, _mm512_fmadd_ps(four, d12, _mm512_sub_ps(a[4], a[3])));
+                _mm512_mask_storeu_ps(o + 3 * plane, mt, _mm512_fmadd_ps(two, d31, a4m2));
+                _mm512_mask_storeu_ps(o + 4 * plane, mt, _mm512_fnmadd_ps(two, d31, a4m2));
+                _mm512_mask_storeu_ps(o + 5 * plane, mt, _mm512_add_ps(_mm512_fmsub_ps(four, a[1], _mm512_mul_ps(five, a[3])), a[5]));
+            }
+        }
+    }
+}
+
 WINO2_INPUT(wino2_input_512, __attribute__((target("avx512f"))), cols2_in_512)
 WINO2_INPUT(wino2_input_avx2, __attribute__((target("avx2,fma"))), cols2_in_generic)
 WINO2_INPUT(wino2_input_base, , cols2_in_generic)
@@ -317,7 +462,10 @@ WINO4_OUTPUT(wino4_output_base, )
 
 void mcl_wino4_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad) {
     switch (mcl_dconv_isa()) {
-    case 2: wino4_input_512(x, channels, n, h, w, r0, r1, v, tb, pad); break;
+    case 2:
+        if (w <= 32) wino4_input_reg(x, channels, n, h, w, r0, r1, v, tb);
+        else wino4_input_512(x, channels, n, h, w, r0, r1, v, tb, pad);
+        break;
     case 1: wino4_input_avx2(x, channels, n, h, w, r0, r1, v, tb, pad); break;
     default: wino4_input_base(x, channels, n, h, w, r0, r1, v, tb, pad);
     }
@@ -334,7 +482,10 @@ void mcl_wino4_output(const float *m, int channels, int n, int h, int w, int r0,
 
 void mcl_wino2_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad) {
     switch (mcl_dconv_isa()) {
-    case 2: wino2_input_512(x, channels, n, h, w, r0, r1, v, tb, pad); break;
+    case 2:
+        if (w <= 32) wino2_input_reg(x, channels, n, h, w, r0, r1, v, tb);
+        else wino2_input_512(x, channels, n, h, w, r0, r1, v, tb, pad);
+        break;
     case 1: wino2_input_avx2(x, channels, n, h, w, r0, r1, v, tb, pad); break;
     default: wino2_input_base(x, channels, n, h, w, r0, r1, v, tb, pad);
     }
@@ -351,7 +502,10 @@ void mcl_wino2_output(const float *m, int channels, int n, int h, int w, int r0,
 
 void mcl_wino2_grad(const float *dy, int channels, int n, int h, int w, int r0, int r1, float *m, int tb, float *tmp) {
     switch (mcl_dconv_isa()) {
-    case 2: wino2_grad_512(dy, channels, n, h, w, r0, r1, m, tb, tmp); break;
+    case 2:
+        if (w <= 32) wino2_grad_reg(dy, channels, n, h, w, r0, r1, m, tb);
+        else wino2_grad_512(dy, channels, n, h, w, r0, r1, m, tb, tmp);
+        break;
     case 1: wino2_grad_avx2(dy, channels, n, h, w, r0, r1, m, tb, tmp); break;
     default: wino2_grad_base(dy, channels, n, h, w, r0, r1, m, tb, tmp);
     }
