@@ -1,5 +1,6 @@
 import Foundation
 import MCLCore
+import CDirectConv
 
 /// Sums a small vector of doubles across ranks in place (sync BatchNorm); nil = per-rank statistics.
 public typealias StatReducer = (inout [Double]) -> Void
@@ -160,17 +161,7 @@ public final class BatchNorm2d: @unchecked Sendable {
         let C = channels
         let sc = (0..<C).map(scale), sh = (0..<C).map(shift)
         Threads.parallelFor(C) { c in
-            let a = sc[c], o = sh[c]
-            let xc = x + c * m, yc = y + c * m
-            if let residual {
-                let rc = residual + c * m
-                if relu { for i in 0..<m { yc[i] = max(0, xc[i] * a + o + rc[i]) } }
-                else { for i in 0..<m { yc[i] = xc[i] * a + o + rc[i] } }
-            } else if relu {
-                for i in 0..<m { yc[i] = max(0, xc[i] * a + o) }
-            } else {
-                for i in 0..<m { yc[i] = xc[i] * a + o }
-            }
+            mcl_bn_apply(x + c * m, y + c * m, residual.map { $0 + c * m }, m, sc[c], sh[c], relu ? 1 : 0)
         }
     }
 
@@ -202,27 +193,9 @@ public final class BatchNorm2d: @unchecked Sendable {
         sums.withUnsafeMutableBufferPointer { s in
             let sp = s.baseAddress!
             Threads.parallelFor(C) { c in
-                let xc = x + c * m, dc = dy + c * m
                 let mu = meanL[c], inv = invL[c]
-                if let reluOut {
-                    let r = reluOut + c * m
-                    var i = 0
-                    while i + 8 <= m {
-                        let masked = load8(dc + i).replacing(with: 0, where: load8(r + i) .<= 0)
-                        UnsafeMutableRawPointer(dc + i).storeBytes(of: masked, as: SIMD8<Float>.self)
-                        i += 8
-                    }
-                    while i < m { if r[i] <= 0 { dc[i] = 0 }; i += 1 }
-                }
                 var sd = 0.0, sdx = 0.0
-                var i = 0
-                let muv = SIMD8<Float>(repeating: mu)
-                while i + 64 <= m {
-                    var f = SIMD8<Float>(), g = SIMD8<Float>()
-                    for t in stride(from: 0, to: 64, by: 8) { let d = load8(dc + i + t); f += d; g += d * (load8(xc + i + t) - muv) }
-                    sd += Double(f.sum()); sdx += Double(g.sum()); i += 64
-                }
-                while i < m { sd += Double(dc[i]); sdx += Double(dc[i]) * Double(xc[i] - mu); i += 1 }
+                mcl_bn_backward_sums(x + c * m, dy + c * m, reluOut.map { $0 + c * m }, m, mu, &sd, &sdx)
                 sp[2 * c] = sd
                 sp[2 * c + 1] = sdx * Double(inv)
             }
@@ -242,10 +215,7 @@ public final class BatchNorm2d: @unchecked Sendable {
             let k = g[c] * inv
             let mdb = Float(sums[2 * c] / count)
             let mdg = Float(sums[2 * c + 1] / count)
-            for i in 0..<m {
-                let xh = (xc[i] - mu) * inv
-                o[i] = k * (dc[i] - mdb - xh * mdg)
-            }
+            mcl_bn_backward_dx(xc, dc, o, m, mu, inv, k, mdb, mdg)
         }
     }
 }

@@ -67,4 +67,12 @@ void mcl_wino_weights(const float *w, int cout, int cin, int flip, int tile, flo
 /* dw[idx][0..<9] += G^T D G with D[e] = sum over k < workers of du[k * stride + e * plane + idx]
  * (in order), for idx in [i0, i1): the F(2x2) weight gradient from its 16 planes. */
 void mcl_wino2_weight_grad(const float *du, long stride, int workers, long plane, long i0, long i1, float *dw);
+
+/* BatchNorm passes over one channel's m values (batchnorm.c). backward_sums: with `relu` (the
+ * layer's output, or NULL) dy is masked in place where relu <= 0; *sd = sum dy, *sdx = sum dy (x - mu).
+ * backward_dx: dx = k (dy - mdb - (x - mu) inv mdg). apply: y = x a + o (+ residual) (ReLU'd). */
+void mcl_bn_backward_sums(const float *x, float *dy, const float *relu, long m, float mu, double *sd, double *sdx);
+void mcl_bn_backward_dx(const float *x, const float *dy, float *dx, long m, float mu, float inv, float k,
+                        float mdb, float mdg);
+void mcl_bn_apply(const float *x, float *y, const float *residual, long m, float a, float o, int relu);
 #endif
