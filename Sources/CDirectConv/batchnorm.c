@@ -31,6 +31,23 @@ TARGET static void NAME(const float *x, float *dy, const float *relu, long m, fl
     *sd = a1; *sdx = a2;                                                                             \
 }
 
+/* Shifted sums for the statistics: *s1 = sum (x - k), *s2 = sum (x - k)^2. */
+#define BN_SHIFTED_SUMS(NAME, TARGET)                                                                \
+TARGET static void NAME(const float *x, long m, float k, double *s1, double *s2) {                   \
+    double a1 = 0, a2 = 0;                                                                           \
+    long i = 0;                                                                                      \
+    for (; i + 64 <= m; i += 64) {                                                                   \
+        float f[16] = {0}, g[16] = {0};                                                              \
+        for (int t = 0; t < 64; t += 16)                                                             \
+            for (int l = 0; l < 16; l++) { const float d = x[i + t + l] - k; f[l] += d; g[l] += d * d; } \
+        float u1 = 0, u2 = 0;                                                                        \
+        for (int l = 0; l < 16; l++) { u1 += f[l]; u2 += g[l]; }                                     \
+        a1 += u1; a2 += u2;                                                                          \
+    }                                                                                                \
+    for (; i < m; i++) { const double d = (double)(x[i] - k); a1 += d; a2 += d * d; }                \
+    *s1 = a1; *s2 = a2;                                                                              \
+}
+
 #define BN_BACKWARD_DX(NAME, TARGET)                                                                 \
 TARGET static void NAME(const float *restrict x, const float *restrict dy, float *restrict dx, long m, \
                         float mu, float inv, float k, float mdb, float mdg) {                        \
@@ -49,6 +66,9 @@ TARGET static void NAME(const float *restrict x, float *restrict y, const float 
 BN_BACKWARD_SUMS(bn_sums_512, __attribute__((target("avx512f"))))
 BN_BACKWARD_SUMS(bn_sums_avx2, __attribute__((target("avx2,fma"))))
 BN_BACKWARD_SUMS(bn_sums_base, )
+BN_SHIFTED_SUMS(bn_stats_512, __attribute__((target("avx512f"))))
+BN_SHIFTED_SUMS(bn_stats_avx2, __attribute__((target("avx2,fma"))))
+BN_SHIFTED_SUMS(bn_stats_base, )
 BN_BACKWARD_DX(bn_dx_512, __attribute__((target("avx512f"))))
 BN_BACKWARD_DX(bn_dx_avx2, __attribute__((target("avx2,fma"))))
 BN_BACKWARD_DX(bn_dx_base, )
@@ -78,5 +98,13 @@ void mcl_bn_apply(const float *x, float *y, const float *residual, long m, float
     case 2: bn_apply_512(x, y, residual, m, a, o, relu); break;
     case 1: bn_apply_avx2(x, y, residual, m, a, o, relu); break;
     default: bn_apply_base(x, y, residual, m, a, o, relu);
+    }
+}
+
+void mcl_bn_shifted_sums(const float *x, long m, float k, double *s1, double *s2) {
+    switch (mcl_dconv_isa()) {
+    case 2: bn_stats_512(x, m, k, s1, s2); break;
+    case 1: bn_stats_avx2(x, m, k, s1, s2); break;
+    default: bn_stats_base(x, m, k, s1, s2);
     }
 }

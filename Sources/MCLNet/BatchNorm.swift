@@ -57,17 +57,9 @@ public final class BatchNorm2d: @unchecked Sendable {
             st.withUnsafeMutableBufferPointer { s in
                 let sp = s.baseAddress!
                 Threads.parallelFor(C) { c in
-                    let xc = x + c * m
-                    let k = xc[0]
+                    let k = x[c * m]
                     var a1 = 0.0, a2 = 0.0
-                    var i = 0
-                    let kv = SIMD8<Float>(repeating: k)
-                    while i + 64 <= m {
-                        var f1 = SIMD8<Float>(), f2 = SIMD8<Float>()
-                        for t in stride(from: 0, to: 64, by: 8) { let d = load8(xc + i + t) - kv; f1 += d; f2 += d * d }
-                        a1 += Double(f1.sum()); a2 += Double(f2.sum()); i += 64
-                    }
-                    while i < m { let d = Double(xc[i] - k); a1 += d; a2 += d * d; i += 1 }
+                    mcl_bn_shifted_sums(x + c * m, m, k, &a1, &a2)
                     let mu = a1 / Double(m)
                     sp[2 * c] = Double(k) + mu
                     sp[2 * c + 1] = max(0, a2 / Double(m) - mu * mu)

@@ -70,9 +70,10 @@ void mcl_wino2_weight_grad(const float *du, long stride, int workers, long plane
 
 /* BatchNorm passes over one channel's m values (batchnorm.c). backward_sums: with `relu` (the
  * layer's output, or NULL) dy is masked in place where relu <= 0; *sd = sum dy, *sdx = sum dy (x - mu).
- * backward_dx: dx = k (dy - mdb - (x - mu) inv mdg). apply: y = x a + o (+ residual) (ReLU'd). */
+ * backward_dx: dx = k (dy - mdb - (x - mu) inv mdg). shifted_sums: *s1 = sum (x - k), *s2 = sum (x - k)^2. apply: y = x a + o (+ residual) (ReLU'd). */
 void mcl_bn_backward_sums(const float *x, float *dy, const float *relu, long m, float mu, double *sd, double *sdx);
 void mcl_bn_backward_dx(const float *x, const float *dy, float *dx, long m, float mu, float inv, float k,
                         float mdb, float mdg);
+void mcl_bn_shifted_sums(const float *x, long m, float k, double *s1, double *s2);
 void mcl_bn_apply(const float *x, float *y, const float *residual, long m, float a, float o, int relu);
 #endif
