@@ -22,7 +22,7 @@ public final class Conv2d: @unchecked Sendable {
     /// OpenBLAS's result for a column depends on where the column falls in the call's N
     /// blocking, which otherwise perturbs activations by float rounding between np=1 and np=N.
     nonisolated(unsafe) public static var deterministic = false
-    /// Stride-1 3x3 convolutions use Winograd F(2x2, 3x3) (`Winograd`) unless deterministic mode
+    /// Stride-1 3x3 convolutions use Winograd (`Winograd`, `Winograd4`) unless deterministic mode
     /// is on or `MCL_WINOGRAD=0` (im2col + GEMM then, e.g. to measure the difference).
     nonisolated(unsafe) public static var winograd = ProcessInfo.processInfo.environment["MCL_WINOGRAD"] != "0"
     /// Stride-2 im2col / col2im through padded rows in C (`Sources/CDirectConv/im2col_s2.c`) unless
@@ -114,7 +114,7 @@ public final class Conv2d: @unchecked Sendable {
 
     /// Which algorithm the layer uses on an h x w input: "pointwise" (a 1x1 GEMM), "direct"
     /// (`DirectConv`), "dir/wino" (direct forward and dX, Winograd dW), "winograd"
-    /// (F(2x2, 3x3)) or "im2col" (im2col + GEMM; dX of a stride-1 "same" layer as a transposed
+    /// (F(2x2, 3x3)), "wino4/2" (F(4x4, 3x3) forward and dX, F(2x2) dW) or "im2col" (im2col + GEMM; dX of a stride-1 "same" layer as a transposed
     /// convolution, of a strided one as GEMM + col2im).
     public func algorithm(h: Int, w: Int) -> String {
         if isPointwise && !Conv2d.deterministic { return "pointwise" }
