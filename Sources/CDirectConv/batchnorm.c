@@ -1,4 +1,5 @@
 #include "CDirectConv.h"
+#include "isa.h"
 
 /* BatchNorm's per-channel passes over activations (`MCLNet.BatchNorm2d`), compiled for AVX-512,
  * AVX2 and the baseline like the convolution kernels: the Swift loops ran on 4-lane SSE (the
@@ -77,34 +78,18 @@ BN_APPLY(bn_apply_avx2, __attribute__((target("avx2,fma"))))
 BN_APPLY(bn_apply_base, )
 
 void mcl_bn_backward_sums(const float *x, float *dy, const float *relu, long m, float mu, double *sd, double *sdx) {
-    switch (mcl_dconv_isa()) {
-    case 2: bn_sums_512(x, dy, relu, m, mu, sd, sdx); break;
-    case 1: bn_sums_avx2(x, dy, relu, m, mu, sd, sdx); break;
-    default: bn_sums_base(x, dy, relu, m, mu, sd, sdx);
-    }
+    BY_ISA(bn_sums, x, dy, relu, m, mu, sd, sdx);
 }
 
 void mcl_bn_backward_dx(const float *x, const float *dy, float *dx, long m, float mu, float inv, float k,
                         float mdb, float mdg) {
-    switch (mcl_dconv_isa()) {
-    case 2: bn_dx_512(x, dy, dx, m, mu, inv, k, mdb, mdg); break;
-    case 1: bn_dx_avx2(x, dy, dx, m, mu, inv, k, mdb, mdg); break;
-    default: bn_dx_base(x, dy, dx, m, mu, inv, k, mdb, mdg);
-    }
+    BY_ISA(bn_dx, x, dy, dx, m, mu, inv, k, mdb, mdg);
 }
 
 void mcl_bn_apply(const float *x, float *y, const float *residual, long m, float a, float o, int relu) {
-    switch (mcl_dconv_isa()) {
-    case 2: bn_apply_512(x, y, residual, m, a, o, relu); break;
-    case 1: bn_apply_avx2(x, y, residual, m, a, o, relu); break;
-    default: bn_apply_base(x, y, residual, m, a, o, relu);
-    }
+    BY_ISA(bn_apply, x, y, residual, m, a, o, relu);
 }
 
 void mcl_bn_shifted_sums(const float *x, long m, float k, double *s1, double *s2) {
-    switch (mcl_dconv_isa()) {
-    case 2: bn_stats_512(x, m, k, s1, s2); break;
-    case 1: bn_stats_avx2(x, m, k, s1, s2); break;
-    default: bn_stats_base(x, m, k, s1, s2);
-    }
+    BY_ISA(bn_stats, x, m, k, s1, s2);
 }

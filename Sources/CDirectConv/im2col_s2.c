@@ -1,4 +1,5 @@
 #include "CDirectConv.h"
+#include "isa.h"
 #include <string.h>
 
 /* im2col and col2im for stride-2 convolutions (3x3 pad 1, 1x1 pad 0) on CNHW activations.
@@ -80,18 +81,10 @@ int mcl_im2col_s2_buffer(int k, int wo) { return 2 * wo + k + 1; }
 
 void mcl_im2col_s2(const float *x, int c0, int c1, int k, int n, int h, int w, int n0, int cn, int ho, int wo,
                    float *col, float *buf) {
-    switch (mcl_dconv_isa()) {
-    case 2: im2col_s2_512(x, c0, c1, k, n, h, w, n0, cn, ho, wo, col, buf); break;
-    case 1: im2col_s2_avx2(x, c0, c1, k, n, h, w, n0, cn, ho, wo, col, buf); break;
-    default: im2col_s2_base(x, c0, c1, k, n, h, w, n0, cn, ho, wo, col, buf);
-    }
+    BY_ISA(im2col_s2, x, c0, c1, k, n, h, w, n0, cn, ho, wo, col, buf);
 }
 
 void mcl_col2im_s2(const float *col, int c0, int c1, int k, int n, int h, int w, int n0, int cn, int ho, int wo,
                    float *dx, float *buf) {
-    switch (mcl_dconv_isa()) {
-    case 2: col2im_s2_512(col, c0, c1, k, n, h, w, n0, cn, ho, wo, dx, buf); break;
-    case 1: col2im_s2_avx2(col, c0, c1, k, n, h, w, n0, cn, ho, wo, dx, buf); break;
-    default: col2im_s2_base(col, c0, c1, k, n, h, w, n0, cn, ho, wo, dx, buf);
-    }
+    BY_ISA(col2im_s2, col, c0, c1, k, n, h, w, n0, cn, ho, wo, dx, buf);
 }

@@ -1,4 +1,5 @@
 #include "CDirectConv.h"
+#include "isa.h"
 #include <string.h>
 #include <immintrin.h>
 
@@ -461,54 +462,28 @@ WINO4_OUTPUT(wino4_output_avx2, __attribute__((target("avx2,fma"))))
 WINO4_OUTPUT(wino4_output_base, )
 
 void mcl_wino4_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad) {
-    switch (mcl_dconv_isa()) {
-    case 2:
-        if (w <= 32) wino4_input_reg(x, channels, n, h, w, r0, r1, v, tb);
-        else wino4_input_512(x, channels, n, h, w, r0, r1, v, tb, pad);
-        break;
-    case 1: wino4_input_avx2(x, channels, n, h, w, r0, r1, v, tb, pad); break;
-    default: wino4_input_base(x, channels, n, h, w, r0, r1, v, tb, pad);
-    }
+    if (mcl_dconv_isa() == 2 && w <= 32) wino4_input_reg(x, channels, n, h, w, r0, r1, v, tb);
+    else BY_ISA(wino4_input, x, channels, n, h, w, r0, r1, v, tb, pad);
 }
 
 void mcl_wino4_output(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb, float *y,
                       int accumulate, float *tmp) {
-    switch (mcl_dconv_isa()) {
-    case 2: wino4_output_512(m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp); break;
-    case 1: wino4_output_avx2(m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp); break;
-    default: wino4_output_base(m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp);
-    }
+    BY_ISA(wino4_output, m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp);
 }
 
 void mcl_wino2_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad) {
-    switch (mcl_dconv_isa()) {
-    case 2:
-        if (w <= 32) wino2_input_reg(x, channels, n, h, w, r0, r1, v, tb);
-        else wino2_input_512(x, channels, n, h, w, r0, r1, v, tb, pad);
-        break;
-    case 1: wino2_input_avx2(x, channels, n, h, w, r0, r1, v, tb, pad); break;
-    default: wino2_input_base(x, channels, n, h, w, r0, r1, v, tb, pad);
-    }
+    if (mcl_dconv_isa() == 2 && w <= 32) wino2_input_reg(x, channels, n, h, w, r0, r1, v, tb);
+    else BY_ISA(wino2_input, x, channels, n, h, w, r0, r1, v, tb, pad);
 }
 
 void mcl_wino2_output(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb, float *y,
                       int accumulate, float *tmp) {
-    switch (mcl_dconv_isa()) {
-    case 2: wino2_output_512(m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp); break;
-    case 1: wino2_output_avx2(m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp); break;
-    default: wino2_output_base(m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp);
-    }
+    BY_ISA(wino2_output, m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp);
 }
 
 void mcl_wino2_grad(const float *dy, int channels, int n, int h, int w, int r0, int r1, float *m, int tb, float *tmp) {
-    switch (mcl_dconv_isa()) {
-    case 2:
-        if (w <= 32) wino2_grad_reg(dy, channels, n, h, w, r0, r1, m, tb);
-        else wino2_grad_512(dy, channels, n, h, w, r0, r1, m, tb, tmp);
-        break;
-    case 1: wino2_grad_avx2(dy, channels, n, h, w, r0, r1, m, tb, tmp); break;
-    default: wino2_grad_base(dy, channels, n, h, w, r0, r1, m, tb, tmp);
-    }
+    if (mcl_dconv_isa() == 2 && w <= 32) wino2_grad_reg(dy, channels, n, h, w, r0, r1, m, tb);
+    else BY_ISA(wino2_grad, dy, channels, n, h, w, r0, r1, m, tb, tmp);
 }
 
 /* ---- Weights: U = G g G^T (forward), or of the flipped, transposed kernel (dX); and dW's
@@ -600,22 +575,10 @@ WINO2_WEIGHT_GRAD(wino2_wgrad_avx2, __attribute__((target("avx2,fma"))))
 WINO2_WEIGHT_GRAD(wino2_wgrad_base, )
 
 void mcl_wino_weights(const float *w, int cout, int cin, int flip, int tile, float *u, int r0, int r1) {
-    const int isa = mcl_dconv_isa();
-    if (tile == 4) {
-        if (isa == 2) wino4_weights_512(w, cout, cin, flip, u, r0, r1);
-        else if (isa == 1) wino4_weights_avx2(w, cout, cin, flip, u, r0, r1);
-        else wino4_weights_base(w, cout, cin, flip, u, r0, r1);
-    } else {
-        if (isa == 2) wino2_weights_512(w, cout, cin, flip, u, r0, r1);
-        else if (isa == 1) wino2_weights_avx2(w, cout, cin, flip, u, r0, r1);
-        else wino2_weights_base(w, cout, cin, flip, u, r0, r1);
-    }
+    if (tile == 4) BY_ISA(wino4_weights, w, cout, cin, flip, u, r0, r1);
+    else BY_ISA(wino2_weights, w, cout, cin, flip, u, r0, r1);
 }
 
 void mcl_wino2_weight_grad(const float *du, long stride, int workers, long plane, long i0, long i1, float *dw) {
-    switch (mcl_dconv_isa()) {
-    case 2: wino2_wgrad_512(du, stride, workers, plane, i0, i1, dw); break;
-    case 1: wino2_wgrad_avx2(du, stride, workers, plane, i0, i1, dw); break;
-    default: wino2_wgrad_base(du, stride, workers, plane, i0, i1, dw);
-    }
+    BY_ISA(wino2_wgrad, du, stride, workers, plane, i0, i1, dw);
 }

@@ -43,4 +43,7 @@ public final class Workspace: @unchecked Sendable {
     }
 
     public var totalFloats: Int { buffers.values.reduce(0) { $0 + $1.count } }
+
+    /// Floats held under `key` (0 if none): which scratch a layer used (tests).
+    func capacity(of key: String) -> Int { buffers[key]?.count ?? 0 }
 }

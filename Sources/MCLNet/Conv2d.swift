@@ -77,16 +77,11 @@ public final class Conv2d: @unchecked Sendable {
             DirectConv.forward(x, cin: cin, n: n, h: h, w: w, weights: weight, cout: cout, y, accumulate: false, ws: ws)
             return
         }
-        if usesWinograd(h: h, w: w) && Winograd4.applies(h: h, w: w) {
-            let u = ws.get("wino.u", 36 * cout * cin)
-            Winograd4.transformWeights(weight, cout: cout, cin: cin, transposeFlip: false, into: u)
-            Winograd4.convolve(x, cin: cin, n: n, h: h, w: w, u: u, cout: cout, y, accumulate: false, ws: ws)
-            return
-        }
         if usesWinograd(h: h, w: w) {
-            let u = ws.get("wino.u", 16 * cout * cin)
-            Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: false, into: u)
-            Winograd.convolve(x, cin: cin, n: n, h: h, w: w, u: u, cout: cout, y, accumulate: false, ws: ws)
+            let tile = Winograd4.applies(h: h, w: w) ? 4 : 2
+            let u = ws.get("wino.u", (tile + 2) * (tile + 2) * cout * cin)
+            Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: false, into: u, tile: tile)
+            Winograd.convolve(x, cin: cin, n: n, h: h, w: w, u: u, cout: cout, y, accumulate: false, ws: ws, tile: tile)
             return
         }
         if Conv2d.usesThreadChunks {
@@ -177,18 +172,12 @@ public final class Conv2d: @unchecked Sendable {
             DirectConv.dataGradient(dy, cout: cout, n: n, h: h, w: w, weights: weight, cin: cin, dx, accumulate: accumulate, ws: ws)
             return
         }
-        if usesWinograd(h: h, w: w) && Winograd4.applies(h: h, w: w) {
-            // dX = the same convolution of dY with the flipped, transposed kernel.
-            let u = ws.get("wino.u", 36 * cout * cin)
-            Winograd4.transformWeights(weight, cout: cout, cin: cin, transposeFlip: true, into: u)
-            Winograd4.convolve(dy, cin: cout, n: n, h: h, w: w, u: u, cout: cin, dx, accumulate: accumulate, ws: ws)
-            return
-        }
         if usesWinograd(h: h, w: w) {
             // dX = the same convolution of dY with the flipped, transposed kernel.
-            let u = ws.get("wino.u", 16 * cout * cin)
-            Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: true, into: u)
-            Winograd.convolve(dy, cin: cout, n: n, h: h, w: w, u: u, cout: cin, dx, accumulate: accumulate, ws: ws)
+            let tile = Winograd4.applies(h: h, w: w) ? 4 : 2
+            let u = ws.get("wino.u", (tile + 2) * (tile + 2) * cout * cin)
+            Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: true, into: u, tile: tile)
+            Winograd.convolve(dy, cin: cout, n: n, h: h, w: w, u: u, cout: cin, dx, accumulate: accumulate, ws: ws, tile: tile)
             return
         }
         if stride == 1 && 2 * pad == kernel - 1 && !Conv2d.deterministic {

@@ -53,12 +53,13 @@ public enum Winograd {
 
     /// U[e][r][c] = (G g G^T)[e] for the 3x3 kernel g of output channel r and input channel c:
     /// `g = W[r][c]` (forward), or the flipped `W[c][r]` (`transposeFlip`, the kernel of dX).
-    /// `w` is OIHW [cout][cin][3][3]; the result has rows = cout (or cin when transposed).
+    /// `w` is OIHW [cout][cin][3][3]; the result has (tile + 2)^2 planes of rows = cout (or cin
+    /// when transposed) x cols; `tile` 4 gives F(4x4)'s G (`Winograd4`).
     static func transformWeights(_ w: UnsafePointer<Float>, cout: Int, cin: Int, transposeFlip: Bool,
-                                 into u: UnsafeMutablePointer<Float>) {
+                                 into u: UnsafeMutablePointer<Float>, tile: Int = 2) {
         let rows = transposeFlip ? cin : cout
         Threads.parallelRange(rows, minPerThread: 8) { r0, r1 in
-            mcl_wino_weights(w, Int32(cout), Int32(cin), transposeFlip ? 1 : 0, 2, u, Int32(r0), Int32(r1))
+            mcl_wino_weights(w, Int32(cout), Int32(cin), transposeFlip ? 1 : 0, Int32(tile), u, Int32(r0), Int32(r1))
         }
     }
 
@@ -81,27 +82,39 @@ public enum Winograd {
     }
 
     /// y[cout][n][h][w] (=, or += with `accumulate`) the stride-1 pad-1 3x3 convolution of
-    /// x[cin][n][h][w] whose transformed kernels are `u` ([16][cout][cin]).
+    /// x[cin][n][h][w] whose transformed kernels are `u` ([P][cout][cin], P = (tile + 2)^2 planes):
+    /// F(2x2, 3x3) with `tile` 2, F(4x4, 3x3) (`Winograd4`; h and w multiples of 4) with 4.
     static func convolve(_ x: UnsafePointer<Float>, cin: Int, n: Int, h: Int, w: Int, u: UnsafePointer<Float>,
-                         cout: Int, _ y: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace) {
+                         cout: Int, _ y: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace, tile: Int = 2) {
         if n == 0 { return }
-        let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout))
-        let vSize = 16 * cin * bk.maxTiles, mSize = 16 * cout * bk.maxTiles, padSize = 5 * (w + 34)
+        let planes = (tile + 2) * (tile + 2)
+        let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout), tile: tile)
+        let vSize = planes * cin * bk.maxTiles, mSize = planes * cout * bk.maxTiles, padSize = 7 * (w + 34)
         let per = vSize + mSize + padSize
         let scratch = ws.get("wino.fwd", per * bk.workers)
+        let (h32, w32) = (Int32(h), Int32(w))
         Threads.parallelFor(bk.workers) { k in
             let v = scratch + k * per, m = v + vSize, pad = m + mSize
             var b = k
             while b < bk.blocks {
                 let r0 = b * bk.perBlock, r1 = min(bk.tileRows, r0 + bk.perBlock)
                 let tb = (r1 - r0) * bk.tilesPerRow
-                mcl_wino2_input(x, Int32(cin), Int32(n), Int32(h), Int32(w), Int32(r0), Int32(r1), v, Int32(tb), pad)
-                for e in 0..<16 {
+                if tile == 4 {
+                    mcl_wino4_input(x, Int32(cin), Int32(n), h32, w32, Int32(r0), Int32(r1), v, Int32(tb), pad)
+                } else {
+                    mcl_wino2_input(x, Int32(cin), Int32(n), h32, w32, Int32(r0), Int32(r1), v, Int32(tb), pad)
+                }
+                for e in 0..<planes {
                     sgemmCall(false, false, cout, tb, cin, 1, u + e * cout * cin, cin, v + e * cin * tb, tb,
                               0, m + e * cout * tb, tb)
                 }
-                mcl_wino2_output(m, Int32(cout), Int32(n), Int32(h), Int32(w), Int32(r0), Int32(r1), Int32(tb), y,
-                                 accumulate ? 1 : 0, pad)
+                if tile == 4 {
+                    mcl_wino4_output(m, Int32(cout), Int32(n), h32, w32, Int32(r0), Int32(r1), Int32(tb), y,
+                                     accumulate ? 1 : 0, pad)
+                } else {
+                    mcl_wino2_output(m, Int32(cout), Int32(n), h32, w32, Int32(r0), Int32(r1), Int32(tb), y,
+                                     accumulate ? 1 : 0, pad)
+                }
                 b += bk.workers
             }
         }

@@ -170,6 +170,8 @@ final class GradientCheckTests: XCTestCase {
                     let ws = Workspace()
                     let y = FloatBuffer(count: cout * n * h * w)
                     conv.forward(x.ptr, n: n, h: h, w: w, y.ptr, ws: ws)
+                    // The transformed kernels: 36 planes for F(4x4), 16 for F(2x2).
+                    XCTAssertEqual(ws.capacity(of: "wino.u"), !wino ? 0 : (f4 ? 36 : 16) * cout * cin)
                     let dx = FloatBuffer(count: x.count)
                     conv.backwardData(dy.ptr, n: n, h: h, w: w, dx: dx.ptr, accumulate: false, ws: ws)
                     let dxAcc = FloatBuffer(count: x.count); dxAcc.copy(from: dx0)
