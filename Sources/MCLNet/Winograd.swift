@@ -19,8 +19,10 @@ import CDirectConv
 /// - dX is the forward of dY with the flipped, transposed kernel (same as `Conv2d.backwardSame`);
 /// - dW: `dU_e = sum_t (A dY_t A^T)_e V_e^T`, `dg = G^T dU G`.
 ///
-/// The transforms are C (`CDirectConv/winograd_transforms.c`, compiled per ISA), each in two
-/// passes: over whole rows, then over each tile's columns.
+/// The transforms are C (`CDirectConv/winograd_transforms.c`, compiled per ISA): on AVX-512 with
+/// rows of up to 32 pixels in registers (whole rows combined, each tile's window one permute),
+/// otherwise in two passes over whole rows and then each tile's columns. `convolve` and
+/// `transformWeights` also run F(4x4, 3x3) with `tile: 4` (`Winograd4` says where).
 ///
 /// Tiles are processed in blocks of whole tile rows sized to stay in cache; each worker thread
 /// owns its blocks (round-robin, a fixed assignment), its scratch, and for dW its own dU, summed in
