@@ -18,32 +18,28 @@
 
 #define UNROLL _Pragma("clang loop unroll(full)")
 
-/* Rows of the transforms' scratch are this many floats longer than the image row, so that the
- * AVX-512 column passes below can load 34 floats from any group's start (unused lanes). */
-#define ROW_SLACK 32
 
-/* ---- Column passes. The generic ones are plain loops; clang did not vectorise them (the
- * stride-2 / stride-4 tile windows, 8-16 tiles per row: it emitted runtime alias checks and
- * scalar code), and they were most of the transforms' time (perf: the input transforms 17% of
- * the width-64 step, in scalar vaddss / vmovss). The AVX-512 ones gather the tile windows of up
- * to 16 (F(2x2)) or 8 (F(4x4)) tiles with two-source permutes of four loads. */
+/* ---- Column passes of the two-pass transforms (AVX2, the baseline, and AVX-512 rows wider than
+ * 32 pixels). Plain loops: clang leaves them scalar (the stride-2 / stride-4 tile windows; it
+ * emitted runtime alias checks and scalar code, 17% of the width-64 step in perf before the
+ * AVX-512 register versions below took over the CIFAR shapes). */
 
 /* F(2x2) input: tile tw's window tr[2tw .. 2tw+3] -> B^T columns into o[0..3][tw]. */
-static inline void cols2_in_generic(const float *tr, float *const o[4], int ntw) {
+static inline void cols2_in(const float *tr, float *const o[4], int ntw) {
     for (int tw = 0; tw < ntw; tw++) {
         const float a = tr[2 * tw], b = tr[2 * tw + 1], cc = tr[2 * tw + 2], dd = tr[2 * tw + 3];
         o[0][tw] = a - cc; o[1][tw] = b + cc; o[2][tw] = cc - b; o[3][tw] = b - dd;
     }
 }
 /* F(2x2) gradient (adjoint of the output transform): (x0, x1) = tr[2tw], tr[2tw+1]. */
-static inline void cols2_grad_generic(const float *tr, float *const o[4], int ntw) {
+static inline void cols2_grad(const float *tr, float *const o[4], int ntw) {
     for (int tw = 0; tw < ntw; tw++) {
         const float x0 = tr[2 * tw], x1 = tr[2 * tw + 1];
         o[0][tw] = x0; o[1][tw] = x0 + x1; o[2][tw] = x0 - x1; o[3][tw] = -x1;
     }
 }
 /* F(4x4) input: window tr[4tw .. 4tw+5] -> o[0..5][tw]. */
-static inline void cols4_in_generic(const float *tr, float *const o[6], int ntw) {
+static inline void cols4_in(const float *tr, float *const o[6], int ntw) {
     for (int tw = 0; tw < ntw; tw++) {
         const float *p = tr + 4 * tw;
         const float a0 = p[0], a1 = p[1], a2 = p[2], a3 = p[3], a4 = p[4], a5 = p[5];
@@ -56,70 +52,10 @@ static inline void cols4_in_generic(const float *tr, float *const o[6], int ntw)
     }
 }
 
-/* idx[l] = S * l + k for the 16 (or 8 useful) lanes l. */
-#define STRIDED_INDEX(S, k) _mm512_set_epi32(15 * S + k, 14 * S + k, 13 * S + k, 12 * S + k, 11 * S + k,  \
-    10 * S + k, 9 * S + k, 8 * S + k, 7 * S + k, 6 * S + k, 5 * S + k, 4 * S + k, 3 * S + k, 2 * S + k, S + k, k)
-
-__attribute__((target("avx512f"))) static inline void cols2_in_512(const float *tr, float *const o[4], int ntw) {
-    const __m512i j0 = STRIDED_INDEX(2, 0), j1 = STRIDED_INDEX(2, 1);
-    for (int t0 = 0; t0 < ntw; t0 += 16) {
-        const int g = ntw - t0 < 16 ? ntw - t0 : 16;
-        const __mmask16 k = (__mmask16)((1u << g) - 1);
-        const float *p = tr + 2 * t0;
-        const __m512 L = _mm512_loadu_ps(p), H = _mm512_loadu_ps(p + 16);
-        const __m512 L2 = _mm512_loadu_ps(p + 2), H2 = _mm512_loadu_ps(p + 18);
-        const __m512 a = _mm512_permutex2var_ps(L, j0, H), b = _mm512_permutex2var_ps(L, j1, H);
-        const __m512 cc = _mm512_permutex2var_ps(L2, j0, H2), dd = _mm512_permutex2var_ps(L2, j1, H2);
-        _mm512_mask_storeu_ps(o[0] + t0, k, _mm512_sub_ps(a, cc));
-        _mm512_mask_storeu_ps(o[1] + t0, k, _mm512_add_ps(b, cc));
-        _mm512_mask_storeu_ps(o[2] + t0, k, _mm512_sub_ps(cc, b));
-        _mm512_mask_storeu_ps(o[3] + t0, k, _mm512_sub_ps(b, dd));
-    }
-}
-
-__attribute__((target("avx512f"))) static inline void cols2_grad_512(const float *tr, float *const o[4], int ntw) {
-    const __m512i j0 = STRIDED_INDEX(2, 0), j1 = STRIDED_INDEX(2, 1);
-    for (int t0 = 0; t0 < ntw; t0 += 16) {
-        const int g = ntw - t0 < 16 ? ntw - t0 : 16;
-        const __mmask16 k = (__mmask16)((1u << g) - 1);
-        const float *p = tr + 2 * t0;
-        const __m512 L = _mm512_loadu_ps(p), H = _mm512_loadu_ps(p + 16);
-        const __m512 x0 = _mm512_permutex2var_ps(L, j0, H), x1 = _mm512_permutex2var_ps(L, j1, H);
-        _mm512_mask_storeu_ps(o[0] + t0, k, x0);
-        _mm512_mask_storeu_ps(o[1] + t0, k, _mm512_add_ps(x0, x1));
-        _mm512_mask_storeu_ps(o[2] + t0, k, _mm512_sub_ps(x0, x1));
-        _mm512_mask_storeu_ps(o[3] + t0, k, _mm512_sub_ps(_mm512_setzero_ps(), x1));
-    }
-}
-
-__attribute__((target("avx512f"))) static inline void cols4_in_512(const float *tr, float *const o[6], int ntw) {
-    const __m512i i0 = STRIDED_INDEX(4, 0), i1 = STRIDED_INDEX(4, 1), i2 = STRIDED_INDEX(4, 2), i3 = STRIDED_INDEX(4, 3);
-    const __m512 two = _mm512_set1_ps(2), four = _mm512_set1_ps(4), five = _mm512_set1_ps(5);
-    for (int t0 = 0; t0 < ntw; t0 += 8) {
-        const int g = ntw - t0 < 8 ? ntw - t0 : 8;
-        const __mmask16 k = (__mmask16)((1u << g) - 1);
-        const float *p = tr + 4 * t0;
-        const __m512 L = _mm512_loadu_ps(p), H = _mm512_loadu_ps(p + 16);
-        const __m512 L2 = _mm512_loadu_ps(p + 2), H2 = _mm512_loadu_ps(p + 18);
-        /* lanes 0..7: a_k = p[4 l + k]; k = 0, 1 from p, k = 2..5 from p + 2 */
-        const __m512 a0 = _mm512_permutex2var_ps(L, i0, H), a1 = _mm512_permutex2var_ps(L, i1, H);
-        const __m512 a2 = _mm512_permutex2var_ps(L2, i0, H2), a3 = _mm512_permutex2var_ps(L2, i1, H2);
-        const __m512 a4 = _mm512_permutex2var_ps(L2, i2, H2), a5 = _mm512_permutex2var_ps(L2, i3, H2);
-        const __m512 s12 = _mm512_add_ps(a1, a2), d12 = _mm512_sub_ps(a1, a2), d31 = _mm512_sub_ps(a3, a1);
-        const __m512 a4m2 = _mm512_sub_ps(a4, a2);
-        _mm512_mask_storeu_ps(o[0] + t0, k, _mm512_add_ps(_mm512_fmsub_ps(four, a0, _mm512_mul_ps(five, a2)), a4));
-        _mm512_mask_storeu_ps(o[1] + t0, k, _mm512_fnmadd_ps(four, s12, _mm512_add_ps(a3, a4)));
-        _mm512_mask_storeu_ps(o[2] + t0, k, _mm512_fmadd_ps(four, d12, _mm512_sub_ps(a4, a3)));
-        _mm512_mask_storeu_ps(o[3] + t0, k, _mm512_fmadd_ps(two, d31, a4m2));
-        _mm512_mask_storeu_ps(o[4] + t0, k, _mm512_fnmadd_ps(two, d31, a4m2));
-        _mm512_mask_storeu_ps(o[5] + t0, k, _mm512_add_ps(_mm512_fmsub_ps(four, a1, _mm512_mul_ps(five, a3)), a5));
-    }
-}
-
-#define WINO2_INPUT(NAME, TARGET, COLS)                                                                  \
+#define WINO2_INPUT(NAME, TARGET)                                                                        \
 TARGET static void NAME(const float *x, int channels, int n, int h, int w, int r0, int r1,          \
                         float *v, int tb, float *pad) {                                              \
-    const int nth = h / 2, ntw = w / 2, wp = w + 2 + ROW_SLACK;                                              \
+    const int nth = h / 2, ntw = w / 2, wp = w + 2;                                              \
     const long plane = (long)channels * tb;                                                          \
     float *t[4];                                                                                     \
     for (int i = 0; i < 4; i++) { t[i] = pad + i * wp; memset(t[i], 0, wp * sizeof(float)); }        \
@@ -144,7 +80,7 @@ TARGET static void NAME(const float *x, int channels, int n, int h, int w, int r
             for (int i = 0; i < 4; i++) {                                                            \
                 float *o[4];                                                                         \
                 for (int e = 0; e < 4; e++) o[e] = v + (4 * i + e) * plane + base;                   \
-                COLS(t[i], o, ntw);                                                                  \
+                cols2_in(t[i], o, ntw);                                                                  \
             }                                                                                        \
         }                                                                                            \
     }                                                                                                \
@@ -186,14 +122,12 @@ TARGET static void NAME(const float *m, int channels, int n, int h, int w, int r
 }
 
 /* M[e][c][l] = (A dY_l A^T)[e]: the adjoint of the output transform, for dW. */
-#define WINO2_GRAD(NAME, TARGET, COLS)                                                                   \
+#define WINO2_GRAD(NAME, TARGET)                                                                         \
 TARGET static void NAME(const float *dy, int channels, int n, int h, int w, int r0, int r1,         \
                         float *m, int tb, float *tmp) {                                              \
     const int nth = h / 2, ntw = w / 2;                                                              \
     const long plane = (long)channels * tb;                                                          \
-    const int ws = w + ROW_SLACK;                                                                    \
-    memset(tmp, 0, 4 * ws * sizeof(float));                                                          \
-    float *restrict t0 = tmp, *restrict t1 = tmp + ws, *restrict t2 = tmp + 2 * ws, *restrict t3 = tmp + 3 * ws; \
+    float *restrict t0 = tmp, *restrict t1 = tmp + w, *restrict t2 = tmp + 2 * w, *restrict t3 = tmp + 3 * w; \
     float *t[4] = {t0, t1, t2, t3};                                                                  \
     for (int c = 0; c < channels; c++) {                                                             \
         for (int r = r0; r < r1; r++) {                                                              \
@@ -208,16 +142,16 @@ TARGET static void NAME(const float *dy, int channels, int n, int h, int w, int 
             for (int i = 0; i < 4; i++) {                                                            \
                 float *o[4];                                                                         \
                 for (int e = 0; e < 4; e++) o[e] = m + (4 * i + e) * plane + base;                   \
-                COLS(t[i], o, ntw);                                                                  \
+                cols2_grad(t[i], o, ntw);                                                                  \
             }                                                                                        \
         }                                                                                            \
     }                                                                                                \
 }
 
-#define WINO4_INPUT(NAME, TARGET, COLS)                                                                  \
+#define WINO4_INPUT(NAME, TARGET)                                                                        \
 TARGET static void NAME(const float *x, int channels, int n, int h, int w, int r0, int r1,          \
                         float *v, int tb, float *pad) {                                              \
-    const int nth = h / 4, ntw = w / 4, wp = w + 2 + ROW_SLACK;                                              \
+    const int nth = h / 4, ntw = w / 4, wp = w + 2;                                              \
     const long plane = (long)channels * tb;                                                          \
     float *t[6];                                                                                     \
     for (int i = 0; i < 6; i++) { t[i] = pad + i * wp; memset(t[i], 0, wp * sizeof(float)); }        \
@@ -249,7 +183,7 @@ TARGET static void NAME(const float *x, int channels, int n, int h, int w, int r
             for (int i = 0; i < 6; i++) {                                                            \
                 float *o[6];                                                                         \
                 for (int e = 0; e < 6; e++) o[e] = v + (6 * i + e) * plane + base;                   \
-                COLS(t[i], o, ntw);                                                                  \
+                cols4_in(t[i], o, ntw);                                                                  \
             }                                                                                        \
         }                                                                                            \
     }                                                                                                \
@@ -445,18 +379,18 @@ __attribute__((target("avx512f"))) static void wino4_input_reg(const float *x, i
     }
 }
 
-WINO2_INPUT(wino2_input_512, __attribute__((target("avx512f"))), cols2_in_512)
-WINO2_INPUT(wino2_input_avx2, __attribute__((target("avx2,fma"))), cols2_in_generic)
-WINO2_INPUT(wino2_input_base, , cols2_in_generic)
+WINO2_INPUT(wino2_input_512, __attribute__((target("avx512f"))))
+WINO2_INPUT(wino2_input_avx2, __attribute__((target("avx2,fma"))))
+WINO2_INPUT(wino2_input_base, )
 WINO2_OUTPUT(wino2_output_512, __attribute__((target("avx512f"))))
 WINO2_OUTPUT(wino2_output_avx2, __attribute__((target("avx2,fma"))))
 WINO2_OUTPUT(wino2_output_base, )
-WINO2_GRAD(wino2_grad_512, __attribute__((target("avx512f"))), cols2_grad_512)
-WINO2_GRAD(wino2_grad_avx2, __attribute__((target("avx2,fma"))), cols2_grad_generic)
-WINO2_GRAD(wino2_grad_base, , cols2_grad_generic)
-WINO4_INPUT(wino4_input_512, __attribute__((target("avx512f"))), cols4_in_512)
-WINO4_INPUT(wino4_input_avx2, __attribute__((target("avx2,fma"))), cols4_in_generic)
-WINO4_INPUT(wino4_input_base, , cols4_in_generic)
+WINO2_GRAD(wino2_grad_512, __attribute__((target("avx512f"))))
+WINO2_GRAD(wino2_grad_avx2, __attribute__((target("avx2,fma"))))
+WINO2_GRAD(wino2_grad_base, )
+WINO4_INPUT(wino4_input_512, __attribute__((target("avx512f"))))
+WINO4_INPUT(wino4_input_avx2, __attribute__((target("avx2,fma"))))
+WINO4_INPUT(wino4_input_base, )
 WINO4_OUTPUT(wino4_output_512, __attribute__((target("avx512f"))))
 WINO4_OUTPUT(wino4_output_avx2, __attribute__((target("avx2,fma"))))
 WINO4_OUTPUT(wino4_output_base, )

@@ -78,10 +78,7 @@ public final class Conv2d: @unchecked Sendable {
             return
         }
         if usesWinograd(h: h, w: w) {
-            let tile = Winograd4.applies(h: h, w: w) ? 4 : 2
-            let u = ws.get("wino.u", (tile + 2) * (tile + 2) * cout * cin)
-            Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: false, into: u, tile: tile)
-            Winograd.convolve(x, cin: cin, n: n, h: h, w: w, u: u, cout: cout, y, accumulate: false, ws: ws, tile: tile)
+            winograd(x, n: n, h: h, w: w, transposeFlip: false, y, accumulate: false, ws: ws)
             return
         }
         if Conv2d.usesThreadChunks {
@@ -109,8 +106,9 @@ public final class Conv2d: @unchecked Sendable {
 
     /// Which algorithm the layer uses on an h x w input: "pointwise" (a 1x1 GEMM), "direct"
     /// (`DirectConv`), "dir/wino" (direct forward and dX, Winograd dW), "winograd"
-    /// (F(2x2, 3x3)), "wino4/2" (F(4x4, 3x3) forward and dX, F(2x2) dW) or "im2col" (im2col + GEMM; dX of a stride-1 "same" layer as a transposed
-    /// convolution, of a strided one as GEMM + col2im).
+    /// (F(2x2, 3x3)), "wino4/2" (F(4x4, 3x3) forward and dX, F(2x2) dW) or "im2col" (im2col +
+    /// GEMM; dX of a stride-1 "same" layer as a transposed convolution, of a strided one as GEMM +
+    /// col2im).
     public func algorithm(h: Int, w: Int) -> String {
         if isPointwise && !Conv2d.deterministic { return "pointwise" }
         if usesDirect(h: h, w: w) { return usesWinogradWeightGradient(h: h, w: w) ? "dir/wino" : "direct" }
@@ -174,10 +172,7 @@ public final class Conv2d: @unchecked Sendable {
         }
         if usesWinograd(h: h, w: w) {
             // dX = the same convolution of dY with the flipped, transposed kernel.
-            let tile = Winograd4.applies(h: h, w: w) ? 4 : 2
-            let u = ws.get("wino.u", (tile + 2) * (tile + 2) * cout * cin)
-            Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: true, into: u, tile: tile)
-            Winograd.convolve(dy, cin: cout, n: n, h: h, w: w, u: u, cout: cin, dx, accumulate: accumulate, ws: ws, tile: tile)
+            winograd(dy, n: n, h: h, w: w, transposeFlip: true, dx, accumulate: accumulate, ws: ws)
             return
         }
         if stride == 1 && 2 * pad == kernel - 1 && !Conv2d.deterministic {
@@ -241,6 +236,18 @@ public final class Conv2d: @unchecked Sendable {
     func im2col(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, n0: Int, cn: Int, ho: Int, wo: Int, col: UnsafeMutablePointer<Float>) {
         Conv2d.im2col(x, channels: cin, kernel: kernel, stride: stride, pad: pad, n: n, h: h, w: w,
                       n0: n0, cn: cn, ho: ho, wo: wo, col: col)
+    }
+
+    /// The Winograd convolution of `input` (cin channels, or cout with `transposeFlip`: dX as the
+    /// convolution of dY with the flipped, transposed kernel) into `out` (= or +=): F(4x4) where
+    /// `Winograd4` applies, else F(2x2).
+    func winograd(_ input: UnsafePointer<Float>, n: Int, h: Int, w: Int, transposeFlip: Bool,
+                  _ out: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace) {
+        let tile = Winograd4.applies(h: h, w: w) ? 4 : 2
+        let u = ws.get("wino.u", (tile + 2) * (tile + 2) * cout * cin)
+        Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: transposeFlip, into: u, tile: tile)
+        Winograd.convolve(input, cin: transposeFlip ? cout : cin, n: n, h: h, w: w, u: u, cout: transposeFlip ? cin : cout,
+                          out, accumulate: accumulate, ws: ws, tile: tile)
     }
 
     /// Whether the C stride-2 gather/scatter (`im2col_s2.c`) handles this geometry.

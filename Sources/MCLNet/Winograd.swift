@@ -91,7 +91,7 @@ public enum Winograd {
         if n == 0 { return }
         let planes = (tile + 2) * (tile + 2)
         let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout), tile: tile)
-        let vSize = planes * cin * bk.maxTiles, mSize = planes * cout * bk.maxTiles, padSize = 7 * (w + 34)
+        let vSize = planes * cin * bk.maxTiles, mSize = planes * cout * bk.maxTiles, padSize = 7 * (w + 2)
         let per = vSize + mSize + padSize
         let scratch = ws.get("wino.fwd", per * bk.workers)
         let (h32, w32) = (Int32(h), Int32(w))
@@ -128,7 +128,7 @@ public enum Winograd {
         if n == 0 { return }
         let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout), floats: Winograd.weightGradientBlockFloats,
                           minTiles: Winograd.weightGradientMinTiles)
-        let vSize = 16 * cin * bk.maxTiles, mSize = 16 * cout * bk.maxTiles, padSize = 5 * (w + 34)
+        let vSize = 16 * cin * bk.maxTiles, mSize = 16 * cout * bk.maxTiles, padSize = 5 * (w + 2)
         let uSize = 16 * cout * cin
         let per = vSize + mSize + padSize + uSize
         let scratch = ws.get("wino.dw", per * bk.workers)

@@ -44,9 +44,9 @@ void mcl_col2im_s2(const float *col, int c0, int c1, int k, int n, int h, int w,
                    float *dx, float *buf);
 
 /* Winograd F(2x2, 3x3) transforms (`MCLNet.Winograd`) of tile rows [r0, r1) (n * h/2 rows of w/2
- * tiles; h, w even): input x -> v[16][channels][tb] (`pad`: 5 * (w + 34) floats); output
+ * tiles; h, w even): input x -> v[16][channels][tb] (`pad`: 5 * (w + 2) floats); output
  * m[16][channels][tb] -> y (= or +=; `tmp`: 4 * w floats); grad: dy -> m[16][channels][tb], the
- * adjoint of the output transform (`tmp`: 4 * (w + 32) floats). tb = (r1 - r0) * w/2. */
+ * adjoint of the output transform (`tmp`: 4 * w floats). tb = (r1 - r0) * w/2. */
 void mcl_wino2_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad);
 void mcl_wino2_output(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb, float *y,
                       int accumulate, float *tmp);
