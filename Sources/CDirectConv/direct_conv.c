@@ -145,69 +145,13 @@ __attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n,
     }                                                                                                \
 }
 
-/* Weight gradient (AVX2; AVX-512 uses the rolling-row kernel below): for CB output channels and
- * one (ci, i), 3 * CB vector accumulators over the rows of a block of images (kept in L2 across
- * the channel loops), added to acc in memory. */
-#define WGRAD_KERNEL(NAME, TARGET, VPR, CB)                                                          \
-__attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n, int h,              \
-        const float *dy, int cout, float *accm, int n0, int n1, float *scratch) {                    \
-    const int w = 16 * VPR;                                                                          \
-    const long wp = w + 2, plane = (long)(h + 2) * wp;                                               \
-    /* images per block: about 256 KB of dy and xp rows */                                           \
-    int blk = mcl_dconv_block_images(cin, cout, h, w);                                               \
-    for (int b0 = n0; b0 < n1; b0 += blk) {                                                          \
-        const int b1 = b0 + blk < n1 ? b0 + blk : n1;                                                \
-        pad_images(x, cin, n, h, w, b0, b1, scratch);                                                \
-        for (int co0 = 0; co0 < cout; co0 += CB) {                                                   \
-            const int cb = cout - co0 < CB ? cout - co0 : CB;                                        \
-            for (int ci = 0; ci < cin; ci++) {                                                       \
-                for (int i = 0; i < 3; i++) {                                                        \
-                    v16 acc[CB][3];                                                                  \
-                    UNROLL                                                                           \
-                    for (int c = 0; c < CB; c++)                                                     \
-                        UNROLL                                                                       \
-                        for (int j = 0; j < 3; j++) acc[c][j] = (v16){0};                            \
-                    for (int b = b0; b < b1; b++) {                                                  \
-                        const float *xb = scratch + ((long)(b - b0) * cin + ci) * plane + (long)i * wp; \
-                        for (int oh = 0; oh < h; oh++) {                                             \
-                            const float *row = xb + (long)oh * wp;                                   \
-                            v16 xs[3][VPR];                                                          \
-                            UNROLL                                                                   \
-                            for (int j = 0; j < 3; j++)                                              \
-                                UNROLL                                                               \
-                                for (int v = 0; v < VPR; v++) xs[j][v] = LOAD(row + j + 16 * v);     \
-                            UNROLL                                                                   \
-                            for (int c = 0; c < CB; c++) {                                           \
-                                const int co = co0 + (c < cb ? c : 0);                               \
-                                const float *g = dy + (((long)co * n + b) * h + oh) * w;             \
-                                UNROLL                                                               \
-                                for (int v = 0; v < VPR; v++) {                                      \
-                                    const v16 gv = LOAD(g + 16 * v);                                 \
-                                    UNROLL                                                           \
-                                    for (int j = 0; j < 3; j++) acc[c][j] += gv * xs[j][v];          \
-                                }                                                                    \
-                            }                                                                        \
-                        }                                                                            \
-                    }                                                                                \
-                    for (int c = 0; c < cb; c++)                                                     \
-                        UNROLL                                                                       \
-                        for (int j = 0; j < 3; j++) {                                                \
-                            float *dst = accm + ((((long)(co0 + c) * cin + ci) * 3 + i) * 3 + j) * 16; \
-                            STORE(dst, LOAD(dst) + acc[c][j]);                                       \
-                        }                                                                            \
-                }                                                                                    \
-            }                                                                                        \
-        }                                                                                            \
-    }                                                                                                \
-}
-
 /* Weight gradient with rolling rows (AVX-512): for a pair of output channels, one input channel
  * and one 16-pixel column block v of the rows, all 9 taps' accumulators (2 x 9 vectors) stay in
  * registers while the output rows go by; the three padded input rows an output row needs are
  * kept in registers too (3 shifts each), so each new row costs 3 loads of x and 2 of dy for 18
- * FMAs. The AVX2 kernel above reloads the block's dy and x rows from L2 for each of the 3 kernel rows
- * (11 loads per 24 FMAs at 8 channels), and L2 bandwidth bounded it at 36-52% of the peak on
- * the width-16 layers (docs/performance.md, session 9). */
+ * FMAs. A kernel that reloads the block's dy and x rows from L2 for each of the 3 kernel rows
+ * (as `WGRAD_BLOCK8` does on AVX2, whose 16 registers cannot hold 18 accumulators) was bounded
+ * by L2 bandwidth at 36-52% of the peak on the width-16 layers (docs/performance.md, session 9). */
 #define WGRAD_KERNEL_ROLL(NAME, TARGET, VPR)                                                         \
 __attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n, int h,              \
         const float *dy, int cout, float *accm, int n0, int n1, float *scratch) {                    \
@@ -261,15 +205,140 @@ __attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n,
     }                                                                                                \
 }
 
+/* AVX2 kernels on native 8-float vectors. The kernels above, instantiated for AVX2, use 16-float
+ * vectors (two ymm registers each), and at 32-pixel rows their register blocks did not fit the 16
+ * ymm registers (forward: 8 accumulators + 12 row vectors; dW: 12 accumulators + 12 row
+ * vectors): the compiler spilled them to the stack, and the 3-channel stem ran at 27-36% of the
+ * sgemm peak on an AVX2 machine (docs/performance.md, session 10). */
+typedef float v8 __attribute__((vector_size(32)));
+#define LOAD8(p) ({ v8 _v; memcpy(&_v, (p), 32); _v; })
+#define STORE8(p, v) do { v8 _v = (v); memcpy((p), &_v, 32); } while (0)
+
+/* Forward, for a column block of V vectors of one output row x CB output channels of
+ * accumulators (rows of w = any multiple of 8 V pixels, walked block by block); per tap (ci, i, j)
+ * the V shifted input vectors are loaded once and feed CB broadcast weights (V + CB loads for
+ * V * CB FMAs; CB * V + V + 1 registers). */
+#define FORWARD_KERNEL8(NAME, V, CB)                                                                 \
+__attribute__((target("avx2,fma"))) static void NAME(const float *x, int cin, int n, int h, int w,   \
+        const float *wt, int cout, float *y, int accumulate, int n0, int n1, float *scratch) {       \
+    const long wp = w + 2, plane = (long)(h + 2) * wp;                                               \
+    for (int b = n0; b < n1; b++) {                                                                  \
+        pad_images(x, cin, n, h, w, b, b + 1, scratch);                                              \
+        for (int oh = 0; oh < h; oh++) {                                                             \
+            for (int co0 = 0; co0 < cout; co0 += CB) {                                               \
+            for (int ow = 0; ow < w; ow += 8 * V) {                                                  \
+                const int cb = cout - co0 < CB ? cout - co0 : CB;                                    \
+                float *yrow = y + (((long)co0 * n + b) * h + oh) * w + ow;                           \
+                const long ych = (long)n * h * w;                                                    \
+                v8 acc[CB][V];                                                                       \
+                UNROLL                                                                               \
+                for (int c = 0; c < CB; c++)                                                         \
+                    UNROLL                                                                           \
+                    for (int v = 0; v < V; v++) {                                                    \
+                        if (accumulate && c < cb) acc[c][v] = LOAD8(yrow + c * ych + 8 * v);         \
+                        else acc[c][v] = (v8){0};                                                    \
+                    }                                                                                \
+                const float *k0 = wt + (long)co0 * cin * 9;                                          \
+                long kc[CB];                                                                         \
+                UNROLL                                                                               \
+                for (int c = 0; c < CB; c++) kc[c] = (long)(c < cb ? c : 0) * cin * 9;               \
+                for (int ci = 0; ci < cin; ci++) {                                                   \
+                    const float *base = scratch + (long)ci * plane + (long)oh * wp + ow;             \
+                    const float *kci = k0 + (long)ci * 9;                                            \
+                    UNROLL                                                                           \
+                    for (int t = 0; t < 9; t++) {                                                    \
+                        const float *row = base + (t / 3) * wp + t % 3;                              \
+                        v8 xs[V];                                                                    \
+                        UNROLL                                                                       \
+                        for (int v = 0; v < V; v++) xs[v] = LOAD8(row + 8 * v);                      \
+                        UNROLL                                                                       \
+                        for (int c = 0; c < CB; c++) {                                               \
+                            const float kv = kci[kc[c] + t];                                         \
+                            UNROLL                                                                   \
+                            for (int v = 0; v < V; v++) acc[c][v] += xs[v] * kv;                     \
+                        }                                                                            \
+                    }                                                                                \
+                }                                                                                    \
+                for (int c = 0; c < cb; c++)                                                         \
+                    UNROLL                                                                           \
+                    for (int v = 0; v < V; v++) STORE8(yrow + c * ych + 8 * v, acc[c][v]);           \
+            }                                                                                        \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+}
+
+/* Weight gradient for CB output channels and one kernel row i of one input channel: 3 * CB
+ * accumulators (the 3 taps j) over the rows of a block of images, per row 3 shifted input
+ * vectors and CB dy vectors (3 + CB loads for 3 * CB FMAs; 3 * CB + 4 registers). The block's
+ * padded images and dy rows (~256 KB) stay in L2 across the (ci, i) loops. The 8 lanes are
+ * added into the first 8 of the 16 lanes of acc. */
+#define WGRAD_BLOCK8(NAME, CB)                                                                       \
+__attribute__((target("avx2,fma"))) static inline void NAME(const float *xs0, long plane, long wp, int w, \
+        int cin, int h, int nb, const float *dy, long dyImage, long dyChannel, int co0, float *accm) { \
+    for (int ci = 0; ci < cin; ci++) {                                                               \
+        for (int i = 0; i < 3; i++) {                                                                \
+            v8 acc[CB][3];                                                                           \
+            UNROLL                                                                                   \
+            for (int c = 0; c < CB; c++)                                                             \
+                UNROLL                                                                               \
+                for (int j = 0; j < 3; j++) acc[c][j] = (v8){0};                                     \
+            for (int b = 0; b < nb; b++) {                                                           \
+                const float *xb = xs0 + ((long)b * cin + ci) * plane + (long)i * wp;                 \
+                const float *g = dy + (long)b * dyImage;                                             \
+                for (int oh = 0; oh < h; oh++) {                                                     \
+                    for (int v = 0; v < w; v += 8) {                                                 \
+                        const float *row = xb + (long)oh * wp + v;                                   \
+                        const v8 x0 = LOAD8(row), x1 = LOAD8(row + 1), x2 = LOAD8(row + 2);          \
+                        UNROLL                                                                       \
+                        for (int c = 0; c < CB; c++) {                                               \
+                            const v8 d = LOAD8(g + c * dyChannel + (long)oh * w + v);                \
+                            acc[c][0] += d * x0; acc[c][1] += d * x1; acc[c][2] += d * x2;           \
+                        }                                                                            \
+                    }                                                                                \
+                }                                                                                    \
+            }                                                                                        \
+            UNROLL                                                                                   \
+            for (int c = 0; c < CB; c++)                                                             \
+                UNROLL                                                                               \
+                for (int j = 0; j < 3; j++) {                                                        \
+                    float *dst = accm + ((((long)(co0 + c) * cin + ci) * 3 + i) * 3 + j) * 16;       \
+                    STORE8(dst, LOAD8(dst) + acc[c][j]);                                             \
+                }                                                                                    \
+        }                                                                                            \
+    }                                                                                                \
+}
+
+FORWARD_KERNEL8(fwd8, 2, 6)
+WGRAD_BLOCK8(wgb8_3, 3)
+WGRAD_BLOCK8(wgb8_2, 2)
+WGRAD_BLOCK8(wgb8_1, 1)
+
+/* Weight gradient on AVX2: blocks of images padded once, then 3 output channels at a time (a tail
+ * of 2 or 1) through `WGRAD_BLOCK8`. */
+__attribute__((target("avx2,fma"))) static void wg8(const float *x, int cin, int n, int h, int w,
+        const float *dy, int cout, float *accm, int n0, int n1, float *scratch) {
+    const long wp = w + 2, plane = (long)(h + 2) * wp;
+    const int blk = mcl_dconv_block_images(cin, cout, h, w);
+    for (int b0 = n0; b0 < n1; b0 += blk) {
+        const int b1 = b0 + blk < n1 ? b0 + blk : n1;
+        pad_images(x, cin, n, h, w, b0, b1, scratch);
+        const long dyChannel = (long)n * h * w, dyImage = (long)h * w;
+        for (int co0 = 0; co0 < cout; co0 += 3) {
+            const float *g = dy + (long)co0 * dyChannel + (long)b0 * dyImage;
+            const int left = cout - co0;
+            if (left >= 3) wgb8_3(scratch, plane, wp, w, cin, h, b1 - b0, g, dyImage, dyChannel, co0, accm);
+            else if (left == 2) wgb8_2(scratch, plane, wp, w, cin, h, b1 - b0, g, dyImage, dyChannel, co0, accm);
+            else wgb8_1(scratch, plane, wp, w, cin, h, b1 - b0, g, dyImage, dyChannel, co0, accm);
+        }
+    }
+}
+
 FORWARD_KERNEL(fwd512_1, "avx512f", 1, 16)
 FORWARD_KERNEL_R2(fwd512_1r2, "avx512f", 8)
 FORWARD_KERNEL(fwd512_2, "avx512f", 2, 8)
-FORWARD_KERNEL(fwd2_1, "avx2,fma", 1, 4)
-FORWARD_KERNEL(fwd2_2, "avx2,fma", 2, 2)
 WGRAD_KERNEL_ROLL(wgr512_1, "avx512f", 1)
 WGRAD_KERNEL_ROLL(wgr512_2, "avx512f", 2)
-WGRAD_KERNEL(wg2_1, "avx2,fma", 1, 2)
-WGRAD_KERNEL(wg2_2, "avx2,fma", 2, 2)
 
 static int isa = -1;
 
@@ -304,8 +373,7 @@ void mcl_dconv_forward(const float *x, int cin, int n, int h, int w, const float
         else if (w == 16) fwd512_1(x, cin, n, h, wt, cout, y, accumulate, n0, n1, scratch);
         else fwd512_2(x, cin, n, h, wt, cout, y, accumulate, n0, n1, scratch);
     } else {
-        if (w == 16) fwd2_1(x, cin, n, h, wt, cout, y, accumulate, n0, n1, scratch);
-        else fwd2_2(x, cin, n, h, wt, cout, y, accumulate, n0, n1, scratch);
+        fwd8(x, cin, n, h, w, wt, cout, y, accumulate, n0, n1, scratch);
     }
 }
 
@@ -316,8 +384,7 @@ void mcl_dconv_weight_grad(const float *x, int cin, int n, int h, int w, const f
         if (w == 16) wgr512_1(x, cin, n, h, dy, cout, acc, n0, n1, scratch);
         else wgr512_2(x, cin, n, h, dy, cout, acc, n0, n1, scratch);
     } else {
-        if (w == 16) wg2_1(x, cin, n, h, dy, cout, acc, n0, n1, scratch);
-        else wg2_2(x, cin, n, h, dy, cout, acc, n0, n1, scratch);
+        wg8(x, cin, n, h, w, dy, cout, acc, n0, n1, scratch);
     }
 }
 
