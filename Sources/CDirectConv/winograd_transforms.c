@@ -20,27 +20,71 @@
 
 
 /* ---- Column passes of the two-pass transforms (AVX2, the baseline, and AVX-512 rows wider than
- * 32 pixels). Plain loops: clang leaves them scalar (the stride-2 / stride-4 tile windows; it
- * emitted runtime alias checks and scalar code, 17% of the width-64 step in perf before the
- * AVX-512 register versions below took over the CIFAR shapes). */
+ * 32 pixels): 8 tiles at a time, the tile windows deinterleaved from whole-row vector loads with
+ * shuffles, then a scalar tail. Written as plain loops, clang left them scalar (the stride-2 /
+ * stride-4 tile windows; it emitted runtime alias checks and scalar code): on an AVX2 machine
+ * they were the largest non-GEMM cost of the width-64 step (F(2x2) input 6%, F(4x4) input 5.6%,
+ * the gradient transform 3.3% of perf samples; docs/performance.md, session 10). The row buffers
+ * hold w + 2 floats (inputs) or w (gradient): the vector loads stay inside them. */
+typedef float f8 __attribute__((vector_size(32)));
+#define LD8(p) ({ f8 _v; memcpy(&_v, (p), 32); _v; })
+#define ST8(p, v) do { f8 _v = (v); memcpy((p), &_v, 32); } while (0)
+#define EVENS(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
+#define ODDS(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15)
 
 /* F(2x2) input: tile tw's window tr[2tw .. 2tw+3] -> B^T columns into o[0..3][tw]. */
 static inline void cols2_in(const float *tr, float *const o[4], int ntw) {
-    for (int tw = 0; tw < ntw; tw++) {
+    int tw = 0;
+    for (; tw + 8 <= ntw; tw += 8) {
+        const float *p = tr + 2 * tw;
+        const f8 l0 = LD8(p), l1 = LD8(p + 8), s0 = LD8(p + 2), s1 = LD8(p + 10);
+        const f8 a = EVENS(l0, l1), b = ODDS(l0, l1), cc = EVENS(s0, s1), dd = ODDS(s0, s1);
+        ST8(o[0] + tw, a - cc); ST8(o[1] + tw, b + cc); ST8(o[2] + tw, cc - b); ST8(o[3] + tw, b - dd);
+    }
+    for (; tw < ntw; tw++) {
         const float a = tr[2 * tw], b = tr[2 * tw + 1], cc = tr[2 * tw + 2], dd = tr[2 * tw + 3];
         o[0][tw] = a - cc; o[1][tw] = b + cc; o[2][tw] = cc - b; o[3][tw] = b - dd;
     }
 }
 /* F(2x2) gradient (adjoint of the output transform): (x0, x1) = tr[2tw], tr[2tw+1]. */
 static inline void cols2_grad(const float *tr, float *const o[4], int ntw) {
-    for (int tw = 0; tw < ntw; tw++) {
+    int tw = 0;
+    for (; tw + 8 <= ntw; tw += 8) {
+        const f8 l0 = LD8(tr + 2 * tw), l1 = LD8(tr + 2 * tw + 8);
+        const f8 x0 = EVENS(l0, l1), x1 = ODDS(l0, l1);
+        ST8(o[0] + tw, x0); ST8(o[1] + tw, x0 + x1); ST8(o[2] + tw, x0 - x1); ST8(o[3] + tw, -x1);
+    }
+    for (; tw < ntw; tw++) {
         const float x0 = tr[2 * tw], x1 = tr[2 * tw + 1];
         o[0][tw] = x0; o[1][tw] = x0 + x1; o[2][tw] = x0 - x1; o[3][tw] = -x1;
     }
 }
 /* F(4x4) input: window tr[4tw .. 4tw+5] -> o[0..5][tw]. */
 static inline void cols4_in(const float *tr, float *const o[6], int ntw) {
-    for (int tw = 0; tw < ntw; tw++) {
+    int tw = 0;
+    for (; tw + 8 <= ntw; tw += 8) {
+        const float *p = tr + 4 * tw;
+        const f8 l0 = LD8(p), l1 = LD8(p + 8), l2 = LD8(p + 16), l3 = LD8(p + 24);
+        const f8 lo02 = __builtin_shufflevector(l0, l1, 0, 4, 8, 12, 2, 6, 10, 14);
+        const f8 hi02 = __builtin_shufflevector(l2, l3, 0, 4, 8, 12, 2, 6, 10, 14);
+        const f8 lo13 = __builtin_shufflevector(l0, l1, 1, 5, 9, 13, 3, 7, 11, 15);
+        const f8 hi13 = __builtin_shufflevector(l2, l3, 1, 5, 9, 13, 3, 7, 11, 15);
+        const f8 a0 = __builtin_shufflevector(lo02, hi02, 0, 1, 2, 3, 8, 9, 10, 11);
+        const f8 a2 = __builtin_shufflevector(lo02, hi02, 4, 5, 6, 7, 12, 13, 14, 15);
+        const f8 a1 = __builtin_shufflevector(lo13, hi13, 0, 1, 2, 3, 8, 9, 10, 11);
+        const f8 a3 = __builtin_shufflevector(lo13, hi13, 4, 5, 6, 7, 12, 13, 14, 15);
+        /* a4, a5 of tile k are a0, a1 of tile k + 1 (p[32], p[33] for the last) */
+        const f8 n0 = {p[32]}, n1 = {p[33]};
+        const f8 a4 = __builtin_shufflevector(a0, n0, 1, 2, 3, 4, 5, 6, 7, 8);
+        const f8 a5 = __builtin_shufflevector(a1, n1, 1, 2, 3, 4, 5, 6, 7, 8);
+        ST8(o[0] + tw, 4 * a0 - 5 * a2 + a4);
+        ST8(o[1] + tw, a3 + a4 - 4 * (a1 + a2));
+        ST8(o[2] + tw, 4 * (a1 - a2) + a4 - a3);
+        ST8(o[3] + tw, 2 * (a3 - a1) + a4 - a2);
+        ST8(o[4] + tw, 2 * (a1 - a3) + a4 - a2);
+        ST8(o[5] + tw, 4 * a1 - 5 * a3 + a5);
+    }
+    for (; tw < ntw; tw++) {
         const float *p = tr + 4 * tw;
         const float a0 = p[0], a1 = p[1], a2 = p[2], a3 = p[3], a4 = p[4], a5 = p[5];
         o[0][tw] = 4 * a0 - 5 * a2 + a4;
@@ -103,7 +147,14 @@ TARGET static void NAME(const float *m, int channels, int n, int h, int w, int r
                 const float *restrict i0 = mb + 4 * i * plane;                                       \
                 const float *restrict i1 = i0 + plane, *restrict i2 = i1 + plane, *restrict i3 = i2 + plane; \
                 float *restrict tr = t[i];                                                           \
-                for (int tw = 0; tw < ntw; tw++) {                                                   \
+                int tw = 0;                                                                          \
+                for (; tw + 8 <= ntw; tw += 8) {                                                     \
+                    const f8 a = LD8(i0 + tw), b = LD8(i1 + tw), cc = LD8(i2 + tw), dd = LD8(i3 + tw); \
+                    const f8 q0 = a + b + cc, q1 = b - cc - dd;                                      \
+                    ST8(tr + 2 * tw, __builtin_shufflevector(q0, q1, 0, 8, 1, 9, 2, 10, 3, 11));     \
+                    ST8(tr + 2 * tw + 8, __builtin_shufflevector(q0, q1, 4, 12, 5, 13, 6, 14, 7, 15)); \
+                }                                                                                    \
+                for (; tw < ntw; tw++) {                                                             \
                     const float a = i0[tw], b = i1[tw], cc = i2[tw], dd = i3[tw];                    \
                     tr[2 * tw] = a + b + cc; tr[2 * tw + 1] = b - cc - dd;                           \
                 }                                                                                    \
@@ -208,7 +259,22 @@ TARGET static void NAME(const float *m, int channels, int n, int h, int w, int r
                 const float *restrict i1 = i0 + plane, *restrict i2 = i1 + plane;                    \
                 const float *restrict i3 = i2 + plane, *restrict i4 = i3 + plane, *restrict i5 = i4 + plane; \
                 float *restrict tr = t[i];                                                           \
-                for (int tw = 0; tw < ntw; tw++) {                                                   \
+                int tw = 0;                                                                          \
+                for (; tw + 8 <= ntw; tw += 8) {                                                     \
+                    const f8 a0 = LD8(i0 + tw), a1 = LD8(i1 + tw), a2 = LD8(i2 + tw);                \
+                    const f8 a3 = LD8(i3 + tw), a4 = LD8(i4 + tw), a5 = LD8(i5 + tw);                \
+                    const f8 s12 = a1 + a2, d12 = a1 - a2, s34 = a3 + a4, d34 = a3 - a4;             \
+                    const f8 q0 = a0 + s12 + s34, q1 = d12 + 2 * d34, q2 = s12 + 4 * s34, q3 = d12 + 8 * d34 + a5; \
+                    const f8 l01 = __builtin_shufflevector(q0, q1, 0, 8, 1, 9, 2, 10, 3, 11);       \
+                    const f8 h01 = __builtin_shufflevector(q0, q1, 4, 12, 5, 13, 6, 14, 7, 15);     \
+                    const f8 l23 = __builtin_shufflevector(q2, q3, 0, 8, 1, 9, 2, 10, 3, 11);       \
+                    const f8 h23 = __builtin_shufflevector(q2, q3, 4, 12, 5, 13, 6, 14, 7, 15);     \
+                    ST8(tr + 4 * tw, __builtin_shufflevector(l01, l23, 0, 1, 8, 9, 2, 3, 10, 11));   \
+                    ST8(tr + 4 * tw + 8, __builtin_shufflevector(l01, l23, 4, 5, 12, 13, 6, 7, 14, 15)); \
+                    ST8(tr + 4 * tw + 16, __builtin_shufflevector(h01, h23, 0, 1, 8, 9, 2, 3, 10, 11)); \
+                    ST8(tr + 4 * tw + 24, __builtin_shufflevector(h01, h23, 4, 5, 12, 13, 6, 7, 14, 15)); \
+                }                                                                                    \
+                for (; tw < ntw; tw++) {                                                             \
                     const float a0 = i0[tw], a1 = i1[tw], a2 = i2[tw], a3 = i3[tw], a4 = i4[tw], a5 = i5[tw]; \
                     const float s12 = a1 + a2, d12 = a1 - a2, s34 = a3 + a4, d34 = a3 - a4;          \
                     tr[4 * tw] = a0 + s12 + s34; tr[4 * tw + 1] = d12 + 2 * d34;                     \
