@@ -17,6 +17,10 @@
  * multiple of 4 KB for the usual shapes, into one set of the L1 cache). */
 
 #define UNROLL _Pragma("clang loop unroll(full)")
+/* Row passes (w floats): vectorised 8 wide without interleaving, so that rows of 8 and 16 pixels
+ * take the vector loop too (clang's default, 8 x 3, needed w >= 24 and ran the 16x16 and 8x8 maps
+ * scalar: perf showed the scalar row loop as the top of the F(2x2) input transform on AVX2). */
+#define ROWS _Pragma("clang loop vectorize_width(8) interleave_count(1)")
 
 
 /* ---- Column passes of the two-pass transforms (AVX2, the baseline, and AVX-512 rows wider than
@@ -116,6 +120,7 @@ TARGET static void NAME(const float *x, int channels, int n, int h, int w, int r
             }                                                                                        \
             const float *restrict d0 = d[0], *restrict d1 = d[1], *restrict d2 = d[2], *restrict d3 = d[3]; \
             float *restrict t0 = t[0] + 1, *restrict t1 = t[1] + 1, *restrict t2 = t[2] + 1, *restrict t3 = t[3] + 1; \
+            ROWS                                                                                     \
             for (int j = 0; j < w; j++) {                                                            \
                 t0[j] = d0[j] - d2[j]; t1[j] = d1[j] + d2[j];                                        \
                 t2[j] = d2[j] - d1[j]; t3[j] = d1[j] - d3[j];                                        \
@@ -160,10 +165,12 @@ TARGET static void NAME(const float *m, int channels, int n, int h, int w, int r
                 }                                                                                    \
             }                                                                                        \
             if (accumulate) {                                                                        \
+                ROWS                                                                                 \
                 for (int j = 0; j < w; j++) {                                                        \
                     out0[j] += t0[j] + t1[j] + t2[j]; out1[j] += t1[j] - t2[j] - t3[j];              \
                 }                                                                                    \
             } else {                                                                                 \
+                ROWS                                                                                 \
                 for (int j = 0; j < w; j++) {                                                        \
                     out0[j] = t0[j] + t1[j] + t2[j]; out1[j] = t1[j] - t2[j] - t3[j];                \
                 }                                                                                    \
@@ -185,6 +192,7 @@ TARGET static void NAME(const float *dy, int channels, int n, int h, int w, int 
             const int ni = r / nth, th = r % nth;                                                    \
             const float *restrict in0 = dy + (((long)c * n + ni) * h + 2 * th) * w;                  \
             const float *restrict in1 = in0 + w;                                                     \
+            ROWS                                                                                     \
             for (int j = 0; j < w; j++) {                                                            \
                 const float p = in0[j], s = in1[j];                                                  \
                 t0[j] = p; t1[j] = p + s; t2[j] = p - s; t3[j] = -s;                                 \
@@ -221,6 +229,7 @@ TARGET static void NAME(const float *x, int channels, int n, int h, int w, int r
             const float *restrict d3 = d[3], *restrict d4 = d[4], *restrict d5 = d[5];               \
             float *restrict t0 = t[0] + 1, *restrict t1 = t[1] + 1, *restrict t2 = t[2] + 1;         \
             float *restrict t3 = t[3] + 1, *restrict t4 = t[4] + 1, *restrict t5 = t[5] + 1;         \
+            ROWS                                                                                     \
             for (int j = 0; j < w; j++) {                                                            \
                 const float a0 = d0[j], a1 = d1[j], a2 = d2[j], a3 = d3[j], a4 = d4[j], a5 = d5[j];  \
                 t0[j] = 4 * a0 - 5 * a2 + a4;                                                        \
@@ -282,6 +291,7 @@ TARGET static void NAME(const float *m, int channels, int n, int h, int w, int r
                 }                                                                                    \
             }                                                                                        \
             if (accumulate) {                                                                        \
+                ROWS                                                                                 \
                 for (int j = 0; j < w; j++) {                                                        \
                     const float s12 = t1[j] + t2[j], d12 = t1[j] - t2[j];                            \
                     const float s34 = t3[j] + t4[j], d34 = t3[j] - t4[j];                            \
@@ -289,6 +299,7 @@ TARGET static void NAME(const float *m, int channels, int n, int h, int w, int r
                     out2[j] += s12 + 4 * s34; out3[j] += d12 + 8 * d34 + t5[j];                      \
                 }                                                                                    \
             } else {                                                                                 \
+                ROWS                                                                                 \
                 for (int j = 0; j < w; j++) {                                                        \
                     const float s12 = t1[j] + t2[j], d12 = t1[j] - t2[j];                            \
                     const float s34 = t3[j] + t4[j], d34 = t3[j] - t4[j];                            \
