@@ -24,7 +24,7 @@
 
 
 /* ---- Column passes of the two-pass transforms (AVX2, the baseline, and AVX-512 rows wider than
- * 32 pixels): 8 tiles at a time, the tile windows deinterleaved from whole-row vector loads with
+ * 32 pixels): 8 tiles at a time (then 4: the 8x8 and 16x16 maps), the tile windows deinterleaved from whole-row vector loads with
  * shuffles, then a scalar tail. Written as plain loops, clang left them scalar (the stride-2 /
  * stride-4 tile windows; it emitted runtime alias checks and scalar code): on an AVX2 machine
  * they were the largest non-GEMM cost of the width-64 step (F(2x2) input 6%, F(4x4) input 5.6%,
@@ -33,6 +33,9 @@
 typedef float f8 __attribute__((vector_size(32)));
 #define LD8(p) ({ f8 _v; memcpy(&_v, (p), 32); _v; })
 #define ST8(p, v) do { f8 _v = (v); memcpy((p), &_v, 32); } while (0)
+typedef float f4 __attribute__((vector_size(16)));
+#define LD4(p) ({ f4 _v; memcpy(&_v, (p), 16); _v; })
+#define ST4(p, v) do { f4 _v = (v); memcpy((p), &_v, 16); } while (0)
 #define EVENS(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
 #define ODDS(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15)
 
@@ -44,6 +47,13 @@ static inline void cols2_in(const float *tr, float *const o[4], int ntw) {
         const f8 l0 = LD8(p), l1 = LD8(p + 8), s0 = LD8(p + 2), s1 = LD8(p + 10);
         const f8 a = EVENS(l0, l1), b = ODDS(l0, l1), cc = EVENS(s0, s1), dd = ODDS(s0, s1);
         ST8(o[0] + tw, a - cc); ST8(o[1] + tw, b + cc); ST8(o[2] + tw, cc - b); ST8(o[3] + tw, b - dd);
+    }
+    for (; tw + 4 <= ntw; tw += 4) {  /* 8x8 maps: 4 tiles */
+        const float *p = tr + 2 * tw;
+        const f4 l0 = LD4(p), l1 = LD4(p + 4), s0 = LD4(p + 2), s1 = LD4(p + 6);
+        const f4 a = __builtin_shufflevector(l0, l1, 0, 2, 4, 6), b = __builtin_shufflevector(l0, l1, 1, 3, 5, 7);
+        const f4 cc = __builtin_shufflevector(s0, s1, 0, 2, 4, 6), dd = __builtin_shufflevector(s0, s1, 1, 3, 5, 7);
+        ST4(o[0] + tw, a - cc); ST4(o[1] + tw, b + cc); ST4(o[2] + tw, cc - b); ST4(o[3] + tw, b - dd);
     }
     for (; tw < ntw; tw++) {
         const float a = tr[2 * tw], b = tr[2 * tw + 1], cc = tr[2 * tw + 2], dd = tr[2 * tw + 3];
@@ -57,6 +67,11 @@ static inline void cols2_grad(const float *tr, float *const o[4], int ntw) {
         const f8 l0 = LD8(tr + 2 * tw), l1 = LD8(tr + 2 * tw + 8);
         const f8 x0 = EVENS(l0, l1), x1 = ODDS(l0, l1);
         ST8(o[0] + tw, x0); ST8(o[1] + tw, x0 + x1); ST8(o[2] + tw, x0 - x1); ST8(o[3] + tw, -x1);
+    }
+    for (; tw + 4 <= ntw; tw += 4) {
+        const f4 l0 = LD4(tr + 2 * tw), l1 = LD4(tr + 2 * tw + 4);
+        const f4 x0 = __builtin_shufflevector(l0, l1, 0, 2, 4, 6), x1 = __builtin_shufflevector(l0, l1, 1, 3, 5, 7);
+        ST4(o[0] + tw, x0); ST4(o[1] + tw, x0 + x1); ST4(o[2] + tw, x0 - x1); ST4(o[3] + tw, -x1);
     }
     for (; tw < ntw; tw++) {
         const float x0 = tr[2 * tw], x1 = tr[2 * tw + 1];
@@ -87,6 +102,22 @@ static inline void cols4_in(const float *tr, float *const o[6], int ntw) {
         ST8(o[3] + tw, 2 * (a3 - a1) + a4 - a2);
         ST8(o[4] + tw, 2 * (a1 - a3) + a4 - a2);
         ST8(o[5] + tw, 4 * a1 - 5 * a3 + a5);
+    }
+    for (; tw + 4 <= ntw; tw += 4) {  /* 16x16 maps: 4 tiles */
+        const float *p = tr + 4 * tw;
+        const f4 l0 = LD4(p), l1 = LD4(p + 4), l2 = LD4(p + 8), l3 = LD4(p + 12);
+        const f4 lo01 = __builtin_shufflevector(l0, l1, 0, 4, 1, 5), hi01 = __builtin_shufflevector(l0, l1, 2, 6, 3, 7);
+        const f4 lo23 = __builtin_shufflevector(l2, l3, 0, 4, 1, 5), hi23 = __builtin_shufflevector(l2, l3, 2, 6, 3, 7);
+        const f4 a0 = __builtin_shufflevector(lo01, lo23, 0, 1, 4, 5), a1 = __builtin_shufflevector(lo01, lo23, 2, 3, 6, 7);
+        const f4 a2 = __builtin_shufflevector(hi01, hi23, 0, 1, 4, 5), a3 = __builtin_shufflevector(hi01, hi23, 2, 3, 6, 7);
+        const f4 n0 = {p[16]}, n1 = {p[17]};
+        const f4 a4 = __builtin_shufflevector(a0, n0, 1, 2, 3, 4), a5 = __builtin_shufflevector(a1, n1, 1, 2, 3, 4);
+        ST4(o[0] + tw, 4 * a0 - 5 * a2 + a4);
+        ST4(o[1] + tw, a3 + a4 - 4 * (a1 + a2));
+        ST4(o[2] + tw, 4 * (a1 - a2) + a4 - a3);
+        ST4(o[3] + tw, 2 * (a3 - a1) + a4 - a2);
+        ST4(o[4] + tw, 2 * (a1 - a3) + a4 - a2);
+        ST4(o[5] + tw, 4 * a1 - 5 * a3 + a5);
     }
     for (; tw < ntw; tw++) {
         const float *p = tr + 4 * tw;
@@ -158,6 +189,12 @@ TARGET static void NAME(const float *m, int channels, int n, int h, int w, int r
                     const f8 q0 = a + b + cc, q1 = b - cc - dd;                                      \
                     ST8(tr + 2 * tw, __builtin_shufflevector(q0, q1, 0, 8, 1, 9, 2, 10, 3, 11));     \
                     ST8(tr + 2 * tw + 8, __builtin_shufflevector(q0, q1, 4, 12, 5, 13, 6, 14, 7, 15)); \
+                }                                                                                    \
+                for (; tw + 4 <= ntw; tw += 4) {                                                     \
+                    const f4 a = LD4(i0 + tw), b = LD4(i1 + tw), cc = LD4(i2 + tw), dd = LD4(i3 + tw); \
+                    const f4 q0 = a + b + cc, q1 = b - cc - dd;                                      \
+                    ST4(tr + 2 * tw, __builtin_shufflevector(q0, q1, 0, 4, 1, 5));                   \
+                    ST4(tr + 2 * tw + 4, __builtin_shufflevector(q0, q1, 2, 6, 3, 7));               \
                 }                                                                                    \
                 for (; tw < ntw; tw++) {                                                             \
                     const float a = i0[tw], b = i1[tw], cc = i2[tw], dd = i3[tw];                    \
@@ -282,6 +319,20 @@ TARGET static void NAME(const float *m, int channels, int n, int h, int w, int r
                     ST8(tr + 4 * tw + 8, __builtin_shufflevector(l01, l23, 4, 5, 12, 13, 6, 7, 14, 15)); \
                     ST8(tr + 4 * tw + 16, __builtin_shufflevector(h01, h23, 0, 1, 8, 9, 2, 3, 10, 11)); \
                     ST8(tr + 4 * tw + 24, __builtin_shufflevector(h01, h23, 4, 5, 12, 13, 6, 7, 14, 15)); \
+                }                                                                                    \
+                for (; tw + 4 <= ntw; tw += 4) {                                                     \
+                    const f4 a0 = LD4(i0 + tw), a1 = LD4(i1 + tw), a2 = LD4(i2 + tw);                \
+                    const f4 a3 = LD4(i3 + tw), a4 = LD4(i4 + tw), a5 = LD4(i5 + tw);                \
+                    const f4 s12 = a1 + a2, d12 = a1 - a2, s34 = a3 + a4, d34 = a3 - a4;             \
+                    const f4 q0 = a0 + s12 + s34, q1 = d12 + 2 * d34, q2 = s12 + 4 * s34, q3 = d12 + 8 * d34 + a5; \
+                    const f4 l01 = __builtin_shufflevector(q0, q1, 0, 4, 1, 5);                      \
+                    const f4 h01 = __builtin_shufflevector(q0, q1, 2, 6, 3, 7);                      \
+                    const f4 l23 = __builtin_shufflevector(q2, q3, 0, 4, 1, 5);                      \
+                    const f4 h23 = __builtin_shufflevector(q2, q3, 2, 6, 3, 7);                      \
+                    ST4(tr + 4 * tw, __builtin_shufflevector(l01, l23, 0, 1, 4, 5));                 \
+                    ST4(tr + 4 * tw + 4, __builtin_shufflevector(l01, l23, 2, 3, 6, 7));             \
+                    ST4(tr + 4 * tw + 8, __builtin_shufflevector(h01, h23, 0, 1, 4, 5));             \
+                    ST4(tr + 4 * tw + 12, __builtin_shufflevector(h01, h23, 2, 3, 6, 7));            \
                 }                                                                                    \
                 for (; tw < ntw; tw++) {                                                             \
                     const float a0 = i0[tw], a1 = i1[tw], a2 = i2[tw], a3 = i3[tw], a4 = i4[tw], a5 = i5[tw]; \
