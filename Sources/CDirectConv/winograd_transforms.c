@@ -24,12 +24,13 @@
 
 
 /* ---- Column passes of the two-pass transforms (AVX2, the baseline, and AVX-512 rows wider than
- * 32 pixels): 8 tiles at a time (then 4: the 8x8 and 16x16 maps), the tile windows deinterleaved from whole-row vector loads with
- * shuffles, then a scalar tail. Written as plain loops, clang left them scalar (the stride-2 /
- * stride-4 tile windows; it emitted runtime alias checks and scalar code): on an AVX2 machine
- * they were the largest non-GEMM cost of the width-64 step (F(2x2) input 6%, F(4x4) input 5.6%,
- * the gradient transform 3.3% of perf samples; docs/performance.md, session 10). The row buffers
- * hold w + 2 floats (inputs) or w (gradient): the vector loads stay inside them. */
+ * 32 pixels): 8 tiles at a time, then 4 (the 8x8 and 16x16 maps), the tile windows deinterleaved
+ * from whole-row vector loads with shuffles, then a scalar tail. Written as plain loops, clang
+ * left them scalar (the stride-2 / stride-4 tile windows; it emitted runtime alias checks and
+ * scalar code): on an AVX2 machine they were the largest non-GEMM cost of the width-64 step
+ * (F(2x2) input 6%, F(4x4) input 5.6%, the gradient transform 3.3% of perf samples;
+ * docs/performance.md, session 10). The row buffers hold w + 2 floats (inputs) or w (gradient):
+ * the vector loads stay inside them. */
 typedef float f8 __attribute__((vector_size(32)));
 #define LD8(p) ({ f8 _v; memcpy(&_v, (p), 32); _v; })
 #define ST8(p, v) do { f8 _v = (v); memcpy((p), &_v, 32); } while (0)
