@@ -41,7 +41,7 @@ typedef float f4 __attribute__((vector_size(16)));
 #define ODDS(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15)
 
 /* F(2x2) input: tile tw's window tr[2tw .. 2tw+3] -> B^T columns into o[0..3][tw]. */
-static inline void cols2_in(const float *tr, float *const o[4], int ntw) {
+static inline __attribute__((always_inline)) void cols2_in(const float *tr, float *const o[4], int ntw) {
     int tw = 0;
     for (; tw + 8 <= ntw; tw += 8) {
         const float *p = tr + 2 * tw;
@@ -62,7 +62,7 @@ static inline void cols2_in(const float *tr, float *const o[4], int ntw) {
     }
 }
 /* F(2x2) gradient (adjoint of the output transform): (x0, x1) = tr[2tw], tr[2tw+1]. */
-static inline void cols2_grad(const float *tr, float *const o[4], int ntw) {
+static inline __attribute__((always_inline)) void cols2_grad(const float *tr, float *const o[4], int ntw) {
     int tw = 0;
     for (; tw + 8 <= ntw; tw += 8) {
         const f8 l0 = LD8(tr + 2 * tw), l1 = LD8(tr + 2 * tw + 8);
@@ -80,7 +80,7 @@ static inline void cols2_grad(const float *tr, float *const o[4], int ntw) {
     }
 }
 /* F(4x4) input: window tr[4tw .. 4tw+5] -> o[0..5][tw]. */
-static inline void cols4_in(const float *tr, float *const o[6], int ntw) {
+static inline __attribute__((always_inline)) void cols4_in(const float *tr, float *const o[6], int ntw) {
     int tw = 0;
     for (; tw + 8 <= ntw; tw += 8) {
         const float *p = tr + 4 * tw;
