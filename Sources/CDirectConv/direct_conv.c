@@ -217,15 +217,15 @@ typedef float v8 __attribute__((vector_size(32)));
 /* Forward, for a column block of V vectors of one output row x CB output channels of
  * accumulators (rows of w = any multiple of 8 V pixels, walked block by block); per tap (ci, i, j)
  * the V shifted input vectors are loaded once and feed CB broadcast weights (V + CB loads for
- * V * CB FMAs; CB * V + V + 1 registers). */
+ * V * CB FMAs; CB * V + V + 1 registers). Output channels [cfirst, cout). */
 #define FORWARD_KERNEL8(NAME, V, CB)                                                                 \
 __attribute__((target("avx2,fma"))) static void NAME(const float *x, int cin, int n, int h, int w,   \
-        const float *wt, int cout, float *y, int accumulate, int n0, int n1, float *scratch) {       \
+        const float *wt, int cout, int cfirst, float *y, int accumulate, int n0, int n1, float *scratch) { \
     const long wp = w + 2, plane = (long)(h + 2) * wp;                                               \
     for (int b = n0; b < n1; b++) {                                                                  \
         pad_images(x, cin, n, h, w, b, b + 1, scratch);                                              \
         for (int oh = 0; oh < h; oh++) {                                                             \
-            for (int co0 = 0; co0 < cout; co0 += CB) {                                               \
+            for (int co0 = cfirst; co0 < cout; co0 += CB) {                                          \
             for (int ow = 0; ow < w; ow += 8 * V) {                                                  \
                 const int cb = cout - co0 < CB ? cout - co0 : CB;                                    \
                 float *yrow = y + (((long)co0 * n + b) * h + oh) * w + ow;                           \
@@ -309,7 +309,22 @@ __attribute__((target("avx2,fma"))) static inline void NAME(const float *xs0, lo
     }                                                                                                \
 }
 
-FORWARD_KERNEL8(fwd8, 2, 6)
+FORWARD_KERNEL8(fwd8_6, 2, 6)
+FORWARD_KERNEL8(fwd8_4, 2, 4)
+FORWARD_KERNEL8(fwd8_2, 2, 2)
+
+/* Forward on AVX2: blocks of 6 output channels, then a tail of 4 or 2 (16 channels = 6 + 6 + 4,
+ * 32 = 5 x 6 + 2), so no block computes more than 1 channel it does not need (with 6-channel blocks
+ * alone, 16 and 32 channels computed 18 and 36). The tail pads the images again (a few %). */
+static void fwd8(const float *x, int cin, int n, int h, int w, const float *wt, int cout, float *y,
+                 int accumulate, int n0, int n1, float *scratch) {
+    const int r = cout % 6, main = r == 0 || r == 5 ? cout : cout - r;
+    if (main > 0) fwd8_6(x, cin, n, h, w, wt, cout < main ? cout : main, 0, y, accumulate, n0, n1, scratch);
+    if (main < cout) {
+        if (r >= 3) fwd8_4(x, cin, n, h, w, wt, cout, main, y, accumulate, n0, n1, scratch);
+        else fwd8_2(x, cin, n, h, w, wt, cout, main, y, accumulate, n0, n1, scratch);
+    }
+}
 WGRAD_BLOCK8(wgb8_3, 3)
 WGRAD_BLOCK8(wgb8_2, 2)
 WGRAD_BLOCK8(wgb8_1, 1)
