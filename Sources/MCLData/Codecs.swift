@@ -249,21 +249,26 @@ public enum PNGCodec {
 
     /// Decodes a PNG to 8-bit RGB, interleaved (alpha composited on black).
     public static func decodeRGB(_ data: Data) throws -> (width: Int, height: Int, rgb: [UInt8]) {
-        var image = png_image()
-        image.version = UInt32(PNG_IMAGE_VERSION)
-        let begun = data.withUnsafeBytes { png_image_begin_read_from_memory(&image, $0.baseAddress, $0.count) } != 0
-        guard begun else { throw MCLError("unreadable PNG: \(message(image))") }
-        image.format = UInt32(PNG_FORMAT_FLAG_COLOR)
-        let w = Int(image.width), h = Int(image.height)
-        var rgb = [UInt8](repeating: 0, count: 3 * w * h)
-        var black = png_color(red: 0, green: 0, blue: 0)
-        let ok = data.withUnsafeBytes { _ in rgb.withUnsafeMutableBytes { png_image_finish_read(&image, &black, $0.baseAddress, Int32(3 * w), nil) } }
-        guard ok != 0 else {
-            let msg = message(image)
-            png_image_free(&image)
-            throw MCLError("unreadable PNG: \(msg)")
+        // Both libpng calls read from the pointer, so both run inside one closure (it is valid
+        // only there: see `ImageFit.decodeRGB`).
+        try data.withUnsafeBytes { src in
+            var image = png_image()
+            image.version = UInt32(PNG_IMAGE_VERSION)
+            guard png_image_begin_read_from_memory(&image, src.baseAddress, src.count) != 0 else {
+                throw MCLError("unreadable PNG: \(message(image))")
+            }
+            image.format = UInt32(PNG_FORMAT_FLAG_COLOR)
+            let w = Int(image.width), h = Int(image.height)
+            var rgb = [UInt8](repeating: 0, count: 3 * w * h)
+            var black = png_color(red: 0, green: 0, blue: 0)
+            let ok = rgb.withUnsafeMutableBytes { png_image_finish_read(&image, &black, $0.baseAddress, Int32(3 * w), nil) }
+            guard ok != 0 else {
+                let msg = message(image)
+                png_image_free(&image)
+                throw MCLError("unreadable PNG: \(msg)")
+            }
+            return (w, h, rgb)
         }
-        return (w, h, rgb)
     }
 
     static func message(_ image: png_image) -> String {

@@ -35,22 +35,29 @@ public enum ImageFit {
             }
         }
         if bytes.count >= 8 && bytes[0] == 0x89 && bytes[1] == 0x50 && bytes[2] == 0x4E && bytes[3] == 0x47 {
-            var image = png_image()
-            image.version = UInt32(PNG_IMAGE_VERSION)
-            let begun = bytes.withUnsafeBufferPointer { png_image_begin_read_from_memory(&image, $0.baseAddress, $0.count) } != 0
-            guard begun else { throw DataError(path, "unreadable PNG: \(PNGCodec.message(image))") }
-            let w = Int(image.width), h = Int(image.height)
-            do { try checkSize(w, h, path) } catch { png_image_free(&image); throw error }
-            image.format = UInt32(PNG_FORMAT_FLAG_COLOR)
-            var rgb = [UInt8](repeating: 0, count: 3 * w * h)
-            var black = png_color(red: 0, green: 0, blue: 0)
-            let ok = rgb.withUnsafeMutableBytes { png_image_finish_read(&image, &black, $0.baseAddress, Int32(3 * w), nil) } != 0
-            guard ok else {
-                let m = PNGCodec.message(image)
-                png_image_free(&image)
-                throw DataError(path, "unreadable PNG: \(m)")
+            // libpng reads the file from this pointer in both calls (IDAT in the second), so both
+            // run inside one closure: with the begin call alone inside it, the optimiser could end
+            // `bytes`'s lifetime early and the freed buffer was reused for `rgb` ("IDAT: unknown
+            // compression method" on a valid PNG, now and then, with 2 threads).
+            return try bytes.withUnsafeBufferPointer { src in
+                var image = png_image()
+                image.version = UInt32(PNG_IMAGE_VERSION)
+                guard png_image_begin_read_from_memory(&image, src.baseAddress, src.count) != 0 else {
+                    throw DataError(path, "unreadable PNG: \(PNGCodec.message(image))")
+                }
+                let w = Int(image.width), h = Int(image.height)
+                do { try checkSize(w, h, path) } catch { png_image_free(&image); throw error }
+                image.format = UInt32(PNG_FORMAT_FLAG_COLOR)
+                var rgb = [UInt8](repeating: 0, count: 3 * w * h)
+                var black = png_color(red: 0, green: 0, blue: 0)
+                let ok = rgb.withUnsafeMutableBytes { png_image_finish_read(&image, &black, $0.baseAddress, Int32(3 * w), nil) } != 0
+                guard ok else {
+                    let m = PNGCodec.message(image)
+                    png_image_free(&image)
+                    throw DataError(path, "unreadable PNG: \(m)")
+                }
+                return (w, h, rgb)
             }
-            return (w, h, rgb)
         }
         let head = bytes.prefix(4).map { String(format: "0x%02x", $0) }.joined(separator: " ")
         throw DataError(path, "not a JPEG or PNG image (starts with \(head))")
