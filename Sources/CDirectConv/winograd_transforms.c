@@ -79,7 +79,13 @@ static inline __attribute__((always_inline)) void cols2_grad(const float *tr, fl
         o[0][tw] = x0; o[1][tw] = x0 + x1; o[2][tw] = x0 - x1; o[3][tw] = -x1;
     }
 }
-/* F(4x4) input: window tr[4tw .. 4tw+5] -> o[0..5][tw]. */
+/* F(4x4) input: window tr[4tw .. 4tw+5] -> o[0..5][tw]. BT4_STORE writes B^T's six rows of the
+ * windows a0..a5 (vectors of tiles) with the store macro ST. */
+#define BT4_STORE(ST) do {                                                                           \
+    ST(o[0] + tw, 4 * a0 - 5 * a2 + a4); ST(o[1] + tw, a3 + a4 - 4 * (a1 + a2));                     \
+    ST(o[2] + tw, 4 * (a1 - a2) + a4 - a3); ST(o[3] + tw, 2 * (a3 - a1) + a4 - a2);                  \
+    ST(o[4] + tw, 2 * (a1 - a3) + a4 - a2); ST(o[5] + tw, 4 * a1 - 5 * a3 + a5);                     \
+} while (0)
 static inline __attribute__((always_inline)) void cols4_in(const float *tr, float *const o[6], int ntw) {
     int tw = 0;
     for (; tw + 8 <= ntw; tw += 8) {
@@ -97,12 +103,7 @@ static inline __attribute__((always_inline)) void cols4_in(const float *tr, floa
         const f8 n0 = {p[32]}, n1 = {p[33]};
         const f8 a4 = __builtin_shufflevector(a0, n0, 1, 2, 3, 4, 5, 6, 7, 8);
         const f8 a5 = __builtin_shufflevector(a1, n1, 1, 2, 3, 4, 5, 6, 7, 8);
-        ST8(o[0] + tw, 4 * a0 - 5 * a2 + a4);
-        ST8(o[1] + tw, a3 + a4 - 4 * (a1 + a2));
-        ST8(o[2] + tw, 4 * (a1 - a2) + a4 - a3);
-        ST8(o[3] + tw, 2 * (a3 - a1) + a4 - a2);
-        ST8(o[4] + tw, 2 * (a1 - a3) + a4 - a2);
-        ST8(o[5] + tw, 4 * a1 - 5 * a3 + a5);
+        BT4_STORE(ST8);
     }
     for (; tw + 4 <= ntw; tw += 4) {  /* 16x16 maps: 4 tiles */
         const float *p = tr + 4 * tw;
@@ -113,12 +114,7 @@ static inline __attribute__((always_inline)) void cols4_in(const float *tr, floa
         const f4 a2 = __builtin_shufflevector(hi01, hi23, 0, 1, 4, 5), a3 = __builtin_shufflevector(hi01, hi23, 2, 3, 6, 7);
         const f4 n0 = {p[16]}, n1 = {p[17]};
         const f4 a4 = __builtin_shufflevector(a0, n0, 1, 2, 3, 4), a5 = __builtin_shufflevector(a1, n1, 1, 2, 3, 4);
-        ST4(o[0] + tw, 4 * a0 - 5 * a2 + a4);
-        ST4(o[1] + tw, a3 + a4 - 4 * (a1 + a2));
-        ST4(o[2] + tw, 4 * (a1 - a2) + a4 - a3);
-        ST4(o[3] + tw, 2 * (a3 - a1) + a4 - a2);
-        ST4(o[4] + tw, 2 * (a1 - a3) + a4 - a2);
-        ST4(o[5] + tw, 4 * a1 - 5 * a3 + a5);
+        BT4_STORE(ST4);
     }
     for (; tw < ntw; tw++) {
         const float *p = tr + 4 * tw;
