@@ -27,7 +27,7 @@ done
 
 S=$(mktemp -d /tmp/slurm-local.XXXXXX)
 chmod 755 "$S"
-mkdir -p "$S/munge" "$S/munge-key" "$S/log" "$S/state" "$S/spool" "$S/work"
+mkdir -p "$S/munge" "$S/munge-key" "$S/log" "$S/state" "$S/spool" "$S/work" "$S/tmp"
 chmod 700 "$S/munge-key"
 H=$(hostname -s)
 PORT=${SLURM_LOCAL_PORT:-16817}   # slurmctld; slurmd uses PORT+1
@@ -80,6 +80,9 @@ wait_for 20 munge -S "$SOCK" -n -o /dev/null 2>/dev/null \
 # --- Slurm: one node with this machine's 2 CPUs.
 # cred_expire=10: a requeued job is held for cred_expire+1 s (BeginTime; default 120 s);
 # sched_interval=5: the main scheduling loop then starts it within 5 s (default 60 s).
+# TmpFS=$S/tmp: the PMIx plugin makes each step's client folder there (spmix_appdir_<uid>_<job>.<step>,
+# default /tmp); job ids restart at 1 with each fresh StateSaveLocation, so a folder left in /tmp by
+# an earlier, interrupted run made that job's step fail to launch ("File exists").
 cat > "$S/slurm.conf" <<EOF
 ClusterName=mcllocal
 SlurmctldHost=$H(127.0.0.1)
@@ -91,6 +94,7 @@ CredType=cred/munge
 AuthInfo=socket=$SOCK,cred_expire=10
 StateSaveLocation=$S/state
 SlurmdSpoolDir=$S/spool
+TmpFS=$S/tmp
 SlurmctldPidFile=$S/slurmctld.pid
 SlurmdPidFile=$S/slurmd.pid
 SlurmctldLogFile=$S/log/slurmctld.log
