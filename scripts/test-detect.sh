@@ -66,30 +66,29 @@ def png(path, w, h, gray=False):
 for i, (w, h, g) in enumerate([(32, 32, False), (28, 28, True), (64, 48, False), (200, 90, True), (17, 33, False)]):
     png("%s/%s%d.png" % (sys.argv[1], "sub/" if i % 2 else "", i), w, h, g)
 PY
-$BIN detect --detector "$DET" "$W/imgs" "$W/ood.mcld" --format jsonl --views --out "$W/one.jsonl" 2>/dev/null; r1=$?
-$MPI $BIN detect --detector "$DET" "$W/imgs" "$W/ood.mcld" --format jsonl --views --out "$W/two.jsonl" 2>/dev/null; r2=$?
-# 1 rank and 2 ranks: the same lines in the same order, the same paths, classes and decisions, and
-# scores / view distances equal to 1e-4 (relative). Not bitwise: each rank forwards its own shard,
-# so the GEMMs see other batch sizes, and oneDNN's AVX2 kernels round some columns differently
-# with N (4e-7 relative seen on an AMD EPYC; bitwise on the AVX-512 machines).
-same=$(python3 - "$W/one.jsonl" "$W/two.jsonl" <<'PY'
+# An unreadable file among them (skipped): the blocks are blocks of the input list, not of the
+# readable images, so the skip must not shift which images share a forward pass.
+printf 'not a PNG' > "$W/unreadable.png"
+$BIN detect --detector "$DET" "$W/imgs" "$W/unreadable.png" "$W/ood.mcld" --on-unreadable skip --format jsonl --views --out "$W/one.jsonl" 2>/dev/null; r1=$?
+$MPI $BIN detect --detector "$DET" "$W/imgs" "$W/unreadable.png" "$W/ood.mcld" --on-unreadable skip --format jsonl --views --out "$W/two.jsonl" 2>/dev/null; r2=$?
+# 1 rank and 2 ranks: byte-identical. Each rank forwards whole blocks of the input list (the
+# images of one forward pass), so its GEMMs see exactly the batches of a single rank (a GEMM may
+# round a column differently with the batch size: 4.9e-6 relative when the shards were not aligned,
+# on an AMD EPYC). On a difference the largest relative one is shown.
+diff=$(python3 - "$W/one.jsonl" "$W/two.jsonl" <<'PY'
 import json, sys
-a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
-worst = 0.0
-def close(x, y):
-    global worst
-    worst = max(worst, abs(x - y) / max(1.0, abs(x)))
-    return abs(x - y) <= 1e-4 * max(1.0, abs(x))
-ok = len(a) == len(b) == 45 and all(
-    p["path"] == q["path"] and p["class"] == q["class"] and p["decision"] == q["decision"]
-    and close(p["score"], q["score"]) and len(p["view_distances"]) == len(q["view_distances"]) == 8
-    and all(close(x, y) for x, y in zip(p["view_distances"], q["view_distances"])) for p, q in zip(a, b))
-print("%s %.1e" % ("yes" if ok else "no", worst))
+try:
+    a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
+    worst = max([abs(p["score"] - q["score"]) / max(1.0, abs(p["score"])) for p, q in zip(a, b)]
+                + [abs(x - y) / max(1.0, abs(x)) for p, q in zip(a, b) for x, y in zip(p["view_distances"], q["view_distances"])] + [0.0])
+    print("%d vs %d lines, largest relative difference %.1e" % (len(a), len(b), worst))
+except Exception as e:
+    print("unreadable output: %s" % e)
 PY
 )
-if [ $r1 -eq 0 ] && [ $r2 -eq 0 ] && [ "${same%% *}" = yes ]; then
-  ok ranks-and-sizes "45 images (PNG 32x32, 28x28 gray, 64x48, 200x90, 17x33 + 40 packed): 1 rank and 2 ranks give the same lines, classes and decisions, scores and 8 view distances within ${same#* } (relative)"
-else fail ranks-and-sizes "exits $r1 $r2, $(wc -l < "$W/one.jsonl" 2>/dev/null) lines, agreement: $same"; fi
+if [ $r1 -eq 0 ] && [ $r2 -eq 0 ] && [ "$(wc -l < "$W/one.jsonl")" = 45 ] && cmp -s "$W/one.jsonl" "$W/two.jsonl"; then
+  ok ranks-and-sizes "45 images (PNG 32x32, 28x28 gray, 64x48, 200x90, 17x33 + 40 packed) and 1 unreadable (skipped): 1 rank and 2 ranks give byte-identical JSON Lines (8 view distances each)"
+else fail ranks-and-sizes "exits $r1 $r2, not byte-identical: $diff"; fi
 
 # 3. Bad input: a detector of another checkpoint, a corrupt detector, an unreadable image
 #    (skipped and named, or fatal with --on-unreadable fail), an empty folder.

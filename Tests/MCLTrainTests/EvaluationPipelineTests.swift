@@ -250,12 +250,23 @@ final class EvaluationPipelineTests: XCTestCase {
     }
 
     func testShardsSubsetsAndDefaultRow() {
-        for count in [0, 1, 5, 17] {
+        for count in [0, 1, 5, 17, 45] {
             for size in 1...4 {
                 let shards = (0..<size).map { evalShard(count: count, rank: $0, size: size) }
                 XCTAssertEqual(shards.flatMap { Array($0) }, Array(0..<count))
+                // Aligned: whole blocks of `align` (a rank's forwards are a single rank's forwards).
+                for align in [1, 3, 32] {
+                    let aligned = (0..<size).map { evalShard(count: count, rank: $0, size: size, align: align) }
+                    XCTAssertEqual(aligned.flatMap { Array($0) }, Array(0..<count), "count \(count) size \(size) align \(align)")
+                    for r in aligned where !r.isEmpty { XCTAssertEqual(r.lowerBound % align, 0, "count \(count) size \(size) align \(align)") }
+                }
             }
         }
+        XCTAssertEqual(evalShard(count: 45, rank: 0, size: 2, align: 32), 0..<32)
+        XCTAssertEqual(evalShard(count: 45, rank: 1, size: 2, align: 32), 32..<45)
+        XCTAssertEqual(evalShard(count: 100, rank: 1, size: 3, align: 10), 30..<60)
+        XCTAssertEqual(imagesPerForward(batch: 256, viewsPerImage: 8), 32)
+        XCTAssertEqual(imagesPerForward(batch: 4, viewsPerImage: 8), 1)
         XCTAssertEqual(evalSubset(count: 10, limit: 4), [0, 2, 5, 7])
         XCTAssertEqual(evalSubset(count: 3, limit: 5), [0, 1, 2])
         // Labelled: classes take turns (sorted file: 0 0 0 0 1 1 2), a class that runs out yields.

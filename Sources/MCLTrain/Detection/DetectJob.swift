@@ -33,8 +33,9 @@ struct DetectItem {
 
 /// `mcl-dist detect`: scores images with a detector (`Detector`, written by `evaluate`) and the
 /// checkpoint it was fitted on. Every rank expands the inputs the same way (folders recursively,
-/// sorted; packed files image by image), decodes and fits its contiguous shard (`ImageFit`),
-/// encodes it under the detector's SEI views in batches and scores it; the per-image results are
+/// sorted; packed files image by image), decodes and fits its contiguous shard of whole forward
+/// passes (`evalShard(align:)`, `ImageFit`), encodes it under the detector's SEI views and scores
+/// it one forward pass at a time (so the output is byte-identical on any number of ranks); the per-image results are
 /// summed into one array on every rank (exact doubles) and rank 0 writes them in input order as
 /// CSV or JSON Lines. Returns the summary line (rank 0) for stderr.
 public func runDetectJob(_ o: DetectOptions, comm: Communicator, log: (String) -> Void) throws -> String? {
@@ -56,8 +57,11 @@ public func runDetectJob(_ o: DetectOptions, comm: Communicator, log: (String) -
     guard !items.isEmpty else { throw ConfigError("detect: no images in \(o.inputs.joined(separator: ", ")) (.jpg, .jpeg, .png files, folders of them, or .mcld files)") }
     let tReady = ProcessStats.now()
 
-    // This rank's shard: decode and fit (unreadable ones recorded), then encode and score.
-    let mine = evalShard(count: items.count, rank: comm.rank, size: comm.size)
+    // This rank's shard, whole forward passes of the input list: decode and fit (unreadable ones
+    // recorded), then encode and score.
+    let V = detector.way, C = detector.gaussians.numMain
+    let perForward = imagesPerForward(batch: o.batch, viewsPerImage: V)
+    let mine = evalShard(count: items.count, rank: comm.rank, size: comm.size, align: perForward)
     let side = ResNetModel.inputShape[1], per = 3 * side * side
     var images: [UInt8] = [], ok: [Int] = [], failed: [(Int, String)] = []
     images.reserveCapacity(mine.count * per)
@@ -87,20 +91,29 @@ public func runDetectJob(_ o: DetectOptions, comm: Communicator, log: (String) -
         throw ConfigError("detect: unreadable image(s) (named above); pass --on-unreadable skip to score the others")
     }
     let tDecoded = ProcessStats.now()
-    let V = detector.way, C = detector.gaussians.numMain
     let width = 3 + V   // status (1 scored, 2 unreadable), class, score, V distances to the class
     var table = [Double](repeating: 0, count: items.count * width)
     if !ok.isEmpty {
         let raw = RawDataset(images: images, labels: [Int32](repeating: -1, count: ok.count), classNames: [])
         let data = PackedDataset(raw)
-        let features = encodeViewFeatures(model: model, dataset: data, indices: Array(0..<ok.count)[...], ways: V, kind: kind, batch: o.batch)
-        let (pred, score, D) = detector.score(viewFeatures: features, count: ok.count)
-        for (k, i) in ok.enumerated() {
-            table[i * width] = 1
-            table[i * width + 1] = Double(pred[k])
-            table[i * width + 2] = score[k]
-            let p = pred[k], base = i * width + 3
-            for v in 0..<V { table[base + v] = D[(k * V + v) * C + p] }
+        // One forward and one scoring per block of `perForward` inputs (its readable images),
+        // as on one rank: the GEMMs and the triangular solves see the same batches whatever the
+        // number of ranks, so the results are bitwise the same.
+        var k0 = 0
+        while k0 < ok.count {
+            var k1 = k0 + 1
+            while k1 < ok.count && ok[k1] / perForward == ok[k0] / perForward { k1 += 1 }
+            let features = encodeViewFeatures(model: model, dataset: data, indices: Array(k0..<k1)[...], ways: V, kind: kind, batch: o.batch)
+            let (pred, score, D) = detector.score(viewFeatures: features, count: k1 - k0)
+            for k in k0..<k1 {
+                let i = ok[k], j = k - k0
+                table[i * width] = 1
+                table[i * width + 1] = Double(pred[j])
+                table[i * width + 2] = score[j]
+                let p = pred[j], base = i * width + 3
+                for v in 0..<V { table[base + v] = D[(j * V + v) * C + p] }
+            }
+            k0 = k1
         }
     }
     for (i, _) in failed { table[i * width] = 2 }

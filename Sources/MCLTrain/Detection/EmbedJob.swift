@@ -34,15 +34,15 @@ public func runEmbedJob(_ o: EmbedOptions, comm: Communicator) throws -> String?
     let data = try PackedDataset(path: o.data)
     try data.requireShape(ResNetModel.inputShape, for: "--data")
     let t0 = ProcessStats.now()
-    let mine = evalShard(count: data.count, rank: comm.rank, size: comm.size)
     let V = o.views, dz = model.config.projectionDim, df = model.config.featureDim
+    let perForward = imagesPerForward(batch: o.batch, viewsPerImage: V)
+    let mine = evalShard(count: data.count, rank: comm.rank, size: comm.size, align: perForward)
     let side = data.height, per = 3 * side * side
     var proj = [Float](), back = [Float]()
     proj.reserveCapacity(mine.count * V * dz); back.reserveCapacity(mine.count * V * df)
-    let imagesPerForward = max(1, o.batch / V)
     var lo = mine.lowerBound
     while lo < mine.upperBound {
-        let hi = min(mine.upperBound, lo + imagesPerForward)
+        let hi = min(mine.upperBound, lo + perForward)
         let input = evalViews(dataset: data, indices: lo..<hi, ways: V)
         let n = input.count / per
         input.withUnsafeBufferPointer { ip in

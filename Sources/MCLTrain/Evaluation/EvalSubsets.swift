@@ -6,11 +6,25 @@ import MCLData
 import MCLEval
 
 // Which images an evaluation encodes and which rank encodes which: limits and shards.
-/// The contiguous shard of positions 0..<count that `rank` of `size` encodes:
-/// [count*rank/size, count*(rank+1)/size). Concatenating the shards in rank order gives 0..<count.
-public func evalShard(count: Int, rank: Int, size: Int) -> Range<Int> {
-    precondition(size >= 1 && rank >= 0 && rank < size && count >= 0)
-    return (count * rank / size)..<(count * (rank + 1) / size)
+/// The contiguous shard of positions 0..<count that `rank` of `size` encodes, made of whole
+/// blocks of `align` positions: with B = ceil(count / align) blocks, blocks
+/// [B*rank/size, B*(rank+1)/size), clamped to `count` (with align = 1: [count*rank/size,
+/// count*(rank+1)/size)). Concatenating the shards in rank order gives 0..<count.
+///
+/// With `align` = the images of one forward pass, a rank's forwards are exactly the forwards of a
+/// single rank over the whole set (same images, same batch size, same column positions), so the
+/// features are bitwise the same whatever the number of ranks: a GEMM's rounding of a column can
+/// depend on the batch size it is computed in.
+public func evalShard(count: Int, rank: Int, size: Int, align: Int = 1) -> Range<Int> {
+    precondition(size >= 1 && rank >= 0 && rank < size && count >= 0 && align >= 1)
+    let blocks = (count + align - 1) / align
+    return min(count, blocks * rank / size * align)..<min(count, blocks * (rank + 1) / size * align)
+}
+
+/// Images per forward pass when each image is seen in `viewsPerImage` network inputs and a
+/// forward takes at most `batch` inputs (at least one image).
+public func imagesPerForward(batch: Int, viewsPerImage: Int) -> Int {
+    max(1, batch / max(1, viewsPerImage))
 }
 
 /// The images evaluated when a limit applies, ascending. Without a limit (or limit >= count):

@@ -52,10 +52,10 @@ func checkEvalInputs(model: ResNetModel, train: PackedDataset, test: PackedDatas
 
 /// The full evaluation over `comm` (call on every rank with the same arguments).
 ///
-/// Every rank encodes its contiguous shard (`evalShard`) of each data set's images (after
+/// Every rank encodes its contiguous shard of whole forward passes (`evalShard(align:)`) of each data set's images (after
 /// `trainLimit` / `testLimit`) in eval mode: the training set at every rotation r in 0..<R, the
 /// test and OOD sets under the `options.encodedViews` SEI views. The features are gathered in
-/// rank order (the result does not depend on the number of ranks); rank 0 fits the Gaussians,
+/// rank order (the features are bitwise those of one rank); rank 0 fits the Gaussians,
 /// runs SEI (`evaluateFeatures`), builds the report and, with `outDir`, writes it with the
 /// figures and score files (`writeEvalOutputs`). Returns the report on rank 0, nil elsewhere; an
 /// error on rank 0 is thrown on every rank.
@@ -91,7 +91,8 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
     // Training set at every rotation (without the images held out for the detector's threshold).
     let evaluatedTrain = evalSubset(labels: train.labels, limit: options.trainLimit)
     let (trainIdx, heldIdx) = calibrationSplit(indices: evaluatedTrain, labels: train.labels, fraction: options.calibrationFraction)
-    let trainMine = evalShard(count: trainIdx.count, rank: rank, size: size)
+    let trainMine = evalShard(count: trainIdx.count, rank: rank, size: size,
+                              align: imagesPerForward(batch: options.batch, viewsPerImage: R * F))
     say("eval: \(kind.rawValue) features (dim \(dim)), R = \(R), SEI ways \(options.ways.map(String.init).joined(separator: ",")) from \(V)-view encodings, \(size) rank(s), batch \(options.batch)")
     let trainFeatures = timed("training set \(train.path)", images: trainIdx.count, views: R * F) {
         encodeTrainingFeatures(model: model, dataset: train, indices: trainIdx[trainMine], rotations: R,
@@ -100,7 +101,7 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
     // Test and OOD sets under the SEI views.
     func encodeSet(_ what: String, _ d: PackedDataset, _ idx: [Int]? = nil) -> ViewFeatures {
         let idx = idx ?? evalSubset(labels: d.labels, limit: options.testLimit)
-        let mine = evalShard(count: idx.count, rank: rank, size: size)
+        let mine = evalShard(count: idx.count, rank: rank, size: size, align: imagesPerForward(batch: options.batch, viewsPerImage: V))
         let f = timed(what, images: idx.count, views: V) {
             encodeViewFeatures(model: model, dataset: d, indices: idx[mine], ways: V, kind: kind, batch: options.batch)
         }

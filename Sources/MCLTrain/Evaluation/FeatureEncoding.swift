@@ -49,12 +49,12 @@ func encode(model: ResNetModel, dataset: PackedDataset, indices: ArraySlice<Int>
     let dim = evalFeatureDim(model, kind)
     let side = dataset.height, per = 3 * side * side
     var out = [Float](repeating: 0, count: indices.count * viewsPerImage * dim)
-    let imagesPerForward = max(1, batch / viewsPerImage)
+    let perForward = imagesPerForward(batch: batch, viewsPerImage: viewsPerImage)
     var pos = indices.startIndex
     var row = 0
     var input = [Float]()
     while pos < indices.endIndex {
-        let end = min(pos + imagesPerForward, indices.endIndex)
+        let end = min(pos + perForward, indices.endIndex)
         input.removeAll(keepingCapacity: true)
         for run in consecutiveRuns(indices[pos..<end]) { input += makeViews(run) }
         let n = input.count / per
