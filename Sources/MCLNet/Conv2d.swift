@@ -44,6 +44,10 @@ public final class Conv2d: @unchecked Sendable {
     func usesDirect(h: Int, w: Int) -> Bool {
         !Conv2d.deterministic && DirectConv.applies(kernel: kernel, stride: stride, pad: pad, cin: cin, cout: cout, w: w)
     }
+    /// The direct stride-2 kernels (`DirectConv.appliesStride2`: 3x3 stride 2 on 32x32 inputs, AVX2).
+    func usesDirectStride2(h: Int, w: Int) -> Bool {
+        !Conv2d.deterministic && DirectConv.appliesStride2(kernel: kernel, stride: stride, pad: pad, h: h, w: w)
+    }
     func usesWinograd(h: Int, w: Int) -> Bool {
         Conv2d.winograd && !Conv2d.deterministic
             && Winograd.applies(kernel: kernel, stride: stride, pad: pad, cin: cin, h: h, w: w)
@@ -77,6 +81,10 @@ public final class Conv2d: @unchecked Sendable {
             DirectConv.forward(x, cin: cin, n: n, h: h, w: w, weights: weight, cout: cout, y, accumulate: false, ws: ws)
             return
         }
+        if usesDirectStride2(h: h, w: w) {
+            DirectConv.forwardStride2(x, cin: cin, n: n, weights: weight, cout: cout, y, accumulate: false, ws: ws)
+            return
+        }
         if usesWinograd(h: h, w: w) {
             winograd(x, n: n, h: h, w: w, transposeFlip: false, y, accumulate: false, ws: ws)
             return
@@ -105,13 +113,15 @@ public final class Conv2d: @unchecked Sendable {
     }
 
     /// Which algorithm the layer uses on an h x w input: "pointwise" (a 1x1 GEMM), "direct"
-    /// (`DirectConv`), "dir/wino" (direct forward and dX, Winograd dW), "winograd"
+    /// (`DirectConv`), "dir/wino" (direct forward and dX, Winograd dW), "dir/im2col" (stride-2
+    /// direct forward and dX, im2col + GEMM dW beyond 32 channels), "winograd"
     /// (F(2x2, 3x3)), "wino4/2" (F(4x4, 3x3) forward and dX, F(2x2) dW) or "im2col" (im2col +
     /// GEMM; dX of a stride-1 "same" layer as a transposed convolution, of a strided one as GEMM +
     /// col2im).
     public func algorithm(h: Int, w: Int) -> String {
         if isPointwise && !Conv2d.deterministic { return "pointwise" }
         if usesDirect(h: h, w: w) { return usesWinogradWeightGradient(h: h, w: w) ? "dir/wino" : "direct" }
+        if usesDirectStride2(h: h, w: w) { return max(cin, cout) <= DirectConv.maxWeightGradientChannels ? "direct" : "dir/im2col" }
         if usesWinograd(h: h, w: w) { return Winograd4.applies(h: h, w: w) ? "wino4/2" : "winograd" }
         return "im2col"
     }
@@ -130,6 +140,10 @@ public final class Conv2d: @unchecked Sendable {
         }
         if usesDirect(h: h, w: w) {
             DirectConv.weightGradient(x, cin: cin, n: n, h: h, w: w, dy: dy, cout: cout, dw: weightGrad, ws: ws)
+            return
+        }
+        if usesDirectStride2(h: h, w: w) && max(cin, cout) <= DirectConv.maxWeightGradientChannels {
+            DirectConv.weightGradientStride2(x, cin: cin, n: n, dy: dy, cout: cout, dw: weightGrad, ws: ws)
             return
         }
         if Conv2d.usesThreadChunks {
@@ -168,6 +182,10 @@ public final class Conv2d: @unchecked Sendable {
         }
         if usesDirect(h: h, w: w) {
             DirectConv.dataGradient(dy, cout: cout, n: n, h: h, w: w, weights: weight, cin: cin, dx, accumulate: accumulate, ws: ws)
+            return
+        }
+        if usesDirectStride2(h: h, w: w) {
+            DirectConv.dataGradientStride2(dy, cout: cout, n: n, weights: weight, cin: cin, dx, accumulate: accumulate, ws: ws)
             return
         }
         if usesWinograd(h: h, w: w) {

@@ -254,6 +254,55 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
+    /// The stride-2 direct kernels (3x3 stride 2 pad 1, 32x32 -> 16x16; AVX2, forced on an
+    /// AVX-512 machine) against im2col + GEMM: forward (= and +=), dW, dX (= and +=), channel
+    /// counts that use the 6-channel blocks and both tails (4 and 2) and the dW tails (2 and 1),
+    /// 1 and 2 threads; beyond 32 channels dW stays on im2col ("dir/im2col").
+    func testDirectConvStride2MatchesIm2col() {
+        let available = DirectConv.isa
+        guard available > 0 else { return print("direct convolution: no AVX2 on this CPU") }
+        let savedThreads = Threads.count, savedEnabled = DirectConv.enabled
+        defer { Threads.set(savedThreads); DirectConv.enabled = savedEnabled; DirectConv.force(isa: available) }
+        DirectConv.force(isa: 1)
+        let h = 32, w = 32, ho = 16, wo = 16
+        for (cin, cout, n) in [(16, 32, 2), (5, 16, 3), (7, 11, 1), (3, 4, 2), (32, 14, 2), (8, 40, 1)] {
+            for threads in [1, 2] {
+                Threads.set(threads)
+                let store = ParameterStore()
+                let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: 3, stride: 2, pad: 1)
+                store.finalize()
+                store.values.copy(from: randn(store.paramCount, scale: 0.3))
+                let x = FloatBuffer(count: cin * n * h * w); x.copy(from: randn(x.count))
+                let dy = FloatBuffer(count: cout * n * ho * wo); dy.copy(from: randn(dy.count))
+                let dx0 = randn(x.count), y0 = randn(dy.count)
+                var results: [[Float]] = []
+                for direct in [false, true] {
+                    DirectConv.enabled = direct
+                    XCTAssertEqual(conv.algorithm(h: h, w: w), direct ? (cout > 32 ? "dir/im2col" : "direct") : "im2col")
+                    let ws = Workspace()
+                    let y = FloatBuffer(count: dy.count)
+                    conv.forward(x.ptr, n: n, h: h, w: w, y.ptr, ws: ws)
+                    store.zeroGrads()
+                    let dx = FloatBuffer(count: x.count)
+                    conv.backward(x.ptr, n: n, h: h, w: w, dy: dy.ptr, dx: dx.ptr, ws: ws)
+                    let dxAcc = FloatBuffer(count: x.count); dxAcc.copy(from: dx0)
+                    conv.backwardData(dy.ptr, n: n, h: h, w: w, dx: dxAcc.ptr, accumulate: true, ws: ws)
+                    let yAcc = FloatBuffer(count: y.count); yAcc.copy(from: y0)
+                    if direct {
+                        DirectConv.forwardStride2(x.ptr, cin: cin, n: n, weights: conv.weight, cout: cout, yAcc.ptr, accumulate: true, ws: ws)
+                    } else {
+                        for i in 0..<y.count { yAcc.ptr[i] += y.ptr[i] }
+                    }
+                    results.append(y.array + store.grads.array + dx.array + dxAcc.array + yAcc.array)
+                }
+                let scale = results[0].reduce(Float(0)) { max($0, abs($1)) }
+                var worst: Float = 0
+                for i in 0..<results[0].count { worst = max(worst, abs(results[0][i] - results[1][i])) }
+                XCTAssertLessThan(worst / scale, 2e-6, "stride 2: cin \(cin) cout \(cout) n \(n) threads \(threads)")
+            }
+        }
+    }
+
     /// With the direct dW limited to 16 channels (`MCL_DIRECT_DW_MAX_CHANNELS=16`), a 32-channel
     /// 16x16 layer runs direct forward and dX but Winograd's dW ("dir/wino"); its output and
     /// gradients equal im2col + GEMM's, and a 16-channel layer keeps the direct dW.
