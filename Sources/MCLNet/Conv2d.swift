@@ -44,7 +44,7 @@ public final class Conv2d: @unchecked Sendable {
     func usesDirect(h: Int, w: Int) -> Bool {
         !Conv2d.deterministic && DirectConv.applies(kernel: kernel, stride: stride, pad: pad, cin: cin, cout: cout, w: w)
     }
-    /// The direct stride-2 kernels (`DirectConv.appliesStride2`: 3x3 stride 2 on 32x32 inputs, AVX2).
+    /// The direct stride-2 kernels (`DirectConv.appliesStride2`: 3x3 stride 2 on 32x32 or 16x16 inputs, AVX2).
     func usesDirectStride2(h: Int, w: Int) -> Bool {
         !Conv2d.deterministic && DirectConv.appliesStride2(kernel: kernel, stride: stride, pad: pad, h: h, w: w)
     }
@@ -82,7 +82,7 @@ public final class Conv2d: @unchecked Sendable {
             return
         }
         if usesDirectStride2(h: h, w: w) {
-            DirectConv.forwardStride2(x, cin: cin, n: n, weights: weight, cout: cout, y, accumulate: false, ws: ws)
+            DirectConv.forwardStride2(x, cin: cin, n: n, h: h, weights: weight, cout: cout, y, accumulate: false, ws: ws)
             return
         }
         if usesWinograd(h: h, w: w) {
@@ -143,7 +143,7 @@ public final class Conv2d: @unchecked Sendable {
             return
         }
         if usesDirectStride2(h: h, w: w) && max(cin, cout) <= DirectConv.maxWeightGradientChannels {
-            DirectConv.weightGradientStride2(x, cin: cin, n: n, dy: dy, cout: cout, dw: weightGrad, ws: ws)
+            DirectConv.weightGradientStride2(x, cin: cin, n: n, h: h, dy: dy, cout: cout, dw: weightGrad, ws: ws)
             return
         }
         if Conv2d.usesThreadChunks {
@@ -185,7 +185,7 @@ public final class Conv2d: @unchecked Sendable {
             return
         }
         if usesDirectStride2(h: h, w: w) {
-            DirectConv.dataGradientStride2(dy, cout: cout, n: n, weights: weight, cin: cin, dx, accumulate: accumulate, ws: ws)
+            DirectConv.dataGradientStride2(dy, cout: cout, n: n, h: h, weights: weight, cin: cin, dx, accumulate: accumulate, ws: ws)
             return
         }
         if usesWinograd(h: h, w: w) {

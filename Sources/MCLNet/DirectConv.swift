@@ -38,7 +38,7 @@ public enum DirectConv {
 
     public static var isaName: String { ["none", "avx2", "avx512"][isa] }
 
-    /// The stride-2 kernels (`direct_conv_s2.c`: 3x3 stride 2 pad 1, 32x32 inputs) on AVX2
+    /// The stride-2 kernels (`direct_conv_s2.c`: 3x3 stride 2 pad 1, 32x32 or 16x16 inputs) on AVX2
     /// machines, unless `MCL_DIRECT_CONV_S2=0`. Not on AVX-512 machines: there im2col + the
     /// AVX-512 GEMM has not been compared with them (the tests force the AVX2 level to check them).
     nonisolated(unsafe) public static var stride2Enabled = ProcessInfo.processInfo.environment["MCL_DIRECT_CONV_S2"] != "0"
@@ -47,8 +47,17 @@ public enum DirectConv {
     /// 64, 64 -> 128 channels: forward 36.0-36.1 ms vs im2col 44.8-49.3, dX 35.8-37.9 vs 42.0-42.3,
     /// but dW 58.0-60.6 vs 41.8-57.0; width 16, 16 -> 32: 9.6 / 11.6 / 9.5 ms vs 14.4 / 20.9 / 13.7).
     static func appliesStride2(kernel: Int, stride: Int, pad: Int, h: Int, w: Int) -> Bool {
-        enabled && stride2Enabled && isa == 1 && kernel == 3 && stride == 2 && pad == 1 && h == 32 && w == 32
+        enabled && stride2Enabled && isa == 1 && kernel == 3 && stride == 2 && pad == 1 && h == w
+            && (h == 32 || h == 16) && h >= stride2MinInput
     }
+
+    /// Smallest input side for the stride-2 kernels: 32 by default. On 16x16 inputs (8x8 outputs,
+    /// `MCL_DIRECT_CONV_S2_MIN=16`) they were not faster than im2col in the runs on the AVX2
+    /// machine (width 16 32->64: forward 20.0-20.2 vs 19.3-26.5 ms, dX 19.8-21.1 vs 15.7-23.8;
+    /// width 64 128->256: forward 58-71 vs 61-62, dX 61-72 vs 46-55), so they are kept for
+    /// measurement on other machines (and tested) but not taken by default.
+    nonisolated(unsafe) public static var stride2MinInput =
+        Int(ProcessInfo.processInfo.environment["MCL_DIRECT_CONV_S2_MIN"] ?? "") ?? 32
 
     static func applies(kernel: Int, stride: Int, pad: Int, cin: Int, cout: Int, w: Int) -> Bool {
         enabled && isa > 0 && kernel == 3 && stride == 1 && pad == 1 && (w == 16 || w == 32)
@@ -102,40 +111,43 @@ public enum DirectConv {
         for k in 0..<t { mcl_dconv_reduce(acc + k * count * 16, Int32(count), dw) }
     }
 
-    /// Stride 2 (32x32 -> 16x16): `y = conv(x, weights)` (or `y +=`), images split over the threads.
-    static func forwardStride2(_ x: UnsafePointer<Float>, cin: Int, n: Int, weights: UnsafePointer<Float>, cout: Int,
+    /// Stride 2 (h x h -> h/2 x h/2, h = 32 or 16): `y = conv(x, weights)` (or `y +=`), images split over the threads.
+    static func forwardStride2(_ x: UnsafePointer<Float>, cin: Int, n: Int, h: Int, weights: UnsafePointer<Float>, cout: Int,
                                _ y: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace) {
-        let scratchFloats = Int(mcl_dconv_s2_forward_scratch(Int32(cin)))
+        let wo = Int32(h / 2)
+        let scratchFloats = Int(mcl_dconv_s2_forward_scratch(Int32(cin), wo))
         overImages(n, scratchFloats: scratchFloats, ws: ws) { s, e, scratch in
-            mcl_dconv_s2_forward(x, Int32(cin), Int32(n), weights, Int32(cout), y, accumulate ? 1 : 0, Int32(s), Int32(e), scratch)
+            mcl_dconv_s2_forward(x, Int32(cin), Int32(n), wo, weights, Int32(cout), y, accumulate ? 1 : 0, Int32(s), Int32(e), scratch)
         }
     }
 
     /// Stride 2: `dx = dL/dX` (or `dx +=`) given `dy`, per phase of dX (`direct_conv_s2.c`).
-    static func dataGradientStride2(_ dy: UnsafePointer<Float>, cout: Int, n: Int, weights: UnsafePointer<Float>, cin: Int,
+    static func dataGradientStride2(_ dy: UnsafePointer<Float>, cout: Int, n: Int, h: Int, weights: UnsafePointer<Float>, cin: Int,
                                     _ dx: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace) {
+        let wo = Int32(h / 2)
         let wph = ws.get("dconv.s2.wph", Int(mcl_dconv_s2_dx_weights_count(Int32(cin), Int32(cout))))
         mcl_dconv_s2_dx_weights(weights, Int32(cout), Int32(cin), wph)
-        let scratchFloats = Int(mcl_dconv_s2_data_scratch(Int32(cin), Int32(cout)))
+        let scratchFloats = Int(mcl_dconv_s2_data_scratch(Int32(cin), Int32(cout), wo))
         overImages(n, scratchFloats: scratchFloats, ws: ws) { s, e, scratch in
-            mcl_dconv_s2_data_grad(dy, Int32(cout), Int32(n), wph, Int32(cin), dx, accumulate ? 1 : 0, Int32(s), Int32(e), scratch)
+            mcl_dconv_s2_data_grad(dy, Int32(cout), Int32(n), wo, wph, Int32(cin), dx, accumulate ? 1 : 0, Int32(s), Int32(e), scratch)
         }
     }
 
     /// Stride 2: `dw += dL/dW` given `dy`; per-thread lane sums added in thread order.
-    static func weightGradientStride2(_ x: UnsafePointer<Float>, cin: Int, n: Int, dy: UnsafePointer<Float>, cout: Int,
+    static func weightGradientStride2(_ x: UnsafePointer<Float>, cin: Int, n: Int, h: Int, dy: UnsafePointer<Float>, cout: Int,
                                       dw: UnsafeMutablePointer<Float>, ws: Workspace) {
+        let wo = Int32(h / 2)
         let t = max(1, min(Threads.count, n))
         let count = cout * cin * 9
         let acc = ws.get("dconv.acc", t * count * 16)
         memset(acc, 0, t * count * 16 * MemoryLayout<Float>.stride)
-        let scratchFloats = Int(mcl_dconv_s2_weight_scratch(Int32(cin), Int32(cout)))
+        let scratchFloats = Int(mcl_dconv_s2_weight_scratch(Int32(cin), Int32(cout), wo))
         let scratch = ws.get("dconv.scratch", t * scratchFloats)
         let per = (n + t - 1) / t
         Threads.parallelFor(t) { k in
             let s = k * per, e = min(n, s + per)
             if s < e {
-                mcl_dconv_s2_weight_grad(x, Int32(cin), Int32(n), dy, Int32(cout), acc + k * count * 16,
+                mcl_dconv_s2_weight_grad(x, Int32(cin), Int32(n), wo, dy, Int32(cout), acc + k * count * 16,
                                          Int32(s), Int32(e), scratch + k * scratchFloats)
             }
         }

@@ -254,18 +254,24 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
-    /// The stride-2 direct kernels (3x3 stride 2 pad 1, 32x32 -> 16x16; AVX2, forced on an
+    /// The stride-2 direct kernels (3x3 stride 2 pad 1, 32x32 -> 16x16 and 16x16 -> 8x8; AVX2, forced on an
     /// AVX-512 machine) against im2col + GEMM: forward (= and +=), dW, dX (= and +=), channel
     /// counts that use the 6-channel blocks and both tails (4 and 2) and the dW tails (2 and 1),
     /// 1 and 2 threads; beyond 32 channels dW stays on im2col ("dir/im2col").
     func testDirectConvStride2MatchesIm2col() {
         let available = DirectConv.isa
         guard available > 0 else { return print("direct convolution: no AVX2 on this CPU") }
-        let savedThreads = Threads.count, savedEnabled = DirectConv.enabled
-        defer { Threads.set(savedThreads); DirectConv.enabled = savedEnabled; DirectConv.force(isa: available) }
+        let savedThreads = Threads.count, savedEnabled = DirectConv.enabled, savedMin = DirectConv.stride2MinInput
+        defer {
+            Threads.set(savedThreads); DirectConv.enabled = savedEnabled; DirectConv.force(isa: available)
+            DirectConv.stride2MinInput = savedMin
+        }
         DirectConv.force(isa: 1)
-        let h = 32, w = 32, ho = 16, wo = 16
-        for (cin, cout, n) in [(16, 32, 2), (5, 16, 3), (7, 11, 1), (3, 4, 2), (32, 14, 2), (8, 40, 1)] {
+        XCTAssertFalse(DirectConv.appliesStride2(kernel: 3, stride: 2, pad: 1, h: 16, w: 16), "16x16 inputs: off by default")
+        DirectConv.stride2MinInput = 16
+        for (cin, cout, n, h) in [(16, 32, 2, 32), (5, 16, 3, 32), (7, 11, 1, 32), (3, 4, 2, 32), (32, 14, 2, 32), (8, 40, 1, 32),
+                                  (32, 64, 2, 16), (9, 16, 3, 16), (4, 11, 2, 16), (12, 2, 1, 16)] {
+            let w = h, ho = h / 2, wo = w / 2
             for threads in [1, 2] {
                 Threads.set(threads)
                 let store = ParameterStore()
@@ -289,7 +295,7 @@ final class GradientCheckTests: XCTestCase {
                     conv.backwardData(dy.ptr, n: n, h: h, w: w, dx: dxAcc.ptr, accumulate: true, ws: ws)
                     let yAcc = FloatBuffer(count: y.count); yAcc.copy(from: y0)
                     if direct {
-                        DirectConv.forwardStride2(x.ptr, cin: cin, n: n, weights: conv.weight, cout: cout, yAcc.ptr, accumulate: true, ws: ws)
+                        DirectConv.forwardStride2(x.ptr, cin: cin, n: n, h: h, weights: conv.weight, cout: cout, yAcc.ptr, accumulate: true, ws: ws)
                     } else {
                         for i in 0..<y.count { yAcc.ptr[i] += y.ptr[i] }
                     }
@@ -298,7 +304,7 @@ final class GradientCheckTests: XCTestCase {
                 let scale = results[0].reduce(Float(0)) { max($0, abs($1)) }
                 var worst: Float = 0
                 for i in 0..<results[0].count { worst = max(worst, abs(results[0][i] - results[1][i])) }
-                XCTAssertLessThan(worst / scale, 2e-6, "stride 2: cin \(cin) cout \(cout) n \(n) threads \(threads)")
+                XCTAssertLessThan(worst / scale, 2e-6, "stride 2: cin \(cin) cout \(cout) n \(n) \(h)x\(w) threads \(threads)")
             }
         }
     }

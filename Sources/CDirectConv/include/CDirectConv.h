@@ -33,23 +33,22 @@ void mcl_dconv_weight_grad(const float *x, int cin, int n, int h, int w, const f
 /* dw[k] += sum of the 16 lanes of acc[k][16], k < count. */
 void mcl_dconv_reduce(const float *acc, int count, float *dw);
 
-/* Direct 3x3 stride-2 pad-1 convolution of 32x32 inputs (16x16 outputs), AVX2 + FMA
- * (`direct_conv_s2.c`), images [n0, n1). Forward: y (= or +=) conv(x, wt), wt OIHW, scratch
- * mcl_dconv_s2_forward_scratch(cin) floats. dX: dx (= or +=) from dy with the weights rearranged by
- * mcl_dconv_s2_dx_weights (9*cin*cout floats), scratch mcl_dconv_s2_data_scratch(cin, cout).
- * dW: acc[co][ci][i][j][16] += lanes (as mcl_dconv_weight_grad), scratch
- * mcl_dconv_s2_weight_scratch(cin, cout). */
-int mcl_dconv_s2_forward_scratch(int cin);
-void mcl_dconv_s2_forward(const float *x, int cin, int n, const float *wt, int cout, float *y,
+/* Direct 3x3 stride-2 pad-1 convolution of (2 wo)^2 inputs to wo x wo outputs, wo = 16 or 8,
+ * AVX2 + FMA (`direct_conv_s2.c`), images [n0, n1). Forward: y (= or +=) conv(x, wt), wt OIHW,
+ * scratch mcl_dconv_s2_forward_scratch floats. dX: dx (= or +=) from dy with the weights
+ * rearranged by mcl_dconv_s2_dx_weights (9*cin*cout floats), scratch mcl_dconv_s2_data_scratch.
+ * dW: acc[co][ci][i][j][16] += lanes (as mcl_dconv_weight_grad), scratch mcl_dconv_s2_weight_scratch. */
+int mcl_dconv_s2_forward_scratch(int cin, int wo);
+void mcl_dconv_s2_forward(const float *x, int cin, int n, int wo, const float *wt, int cout, float *y,
                           int accumulate, int n0, int n1, float *scratch);
 int mcl_dconv_s2_dx_weights_count(int cin, int cout);
 void mcl_dconv_s2_dx_weights(const float *wt, int cout, int cin, float *wph);
-int mcl_dconv_s2_data_scratch(int cin, int cout);
-void mcl_dconv_s2_data_grad(const float *dy, int cout, int n, const float *wph, int cin, float *dx,
+int mcl_dconv_s2_data_scratch(int cin, int cout, int wo);
+void mcl_dconv_s2_data_grad(const float *dy, int cout, int n, int wo, const float *wph, int cin, float *dx,
                             int accumulate, int n0, int n1, float *scratch);
-int mcl_dconv_s2_block_images(int cin, int cout);
-int mcl_dconv_s2_weight_scratch(int cin, int cout);
-void mcl_dconv_s2_weight_grad(const float *x, int cin, int n, const float *dy, int cout, float *accm,
+int mcl_dconv_s2_block_images(int cin, int cout, int wo);
+int mcl_dconv_s2_weight_scratch(int cin, int cout, int wo);
+void mcl_dconv_s2_weight_grad(const float *x, int cin, int n, int wo, const float *dy, int cout, float *accm,
                               int n0, int n1, float *scratch);
 
 /* Stride-2 im2col / col2im (3x3 pad 1 or 1x1 pad 0, k = 3 or 1) for input channels [c0, c1) of
