@@ -1,14 +1,11 @@
 #include "CDirectConv.h"
+#include "vec8.h"
 #include <stdlib.h>
 #include <string.h>
 
 /* 16 floats; unaligned loads and stores go through memcpy (one vector move). */
 typedef float v16 __attribute__((vector_size(64)));
 
-/* Full unrolling of the register-block loops (channels, row vectors, taps), so that the
- * accumulators live in registers: without it clang kept acc[][] in memory at -O2 (a load, an
- * FMA and a store per accumulator update; objdump showed 3 FMAs in the dW kernel's loop body). */
-#define UNROLL _Pragma("clang loop unroll(full)")
 
 #define LOAD(p) ({ v16 _v; memcpy(&_v, (p), 64); _v; })
 #define STORE(p, v) do { v16 _v = (v); memcpy((p), &_v, 64); } while (0)
@@ -210,9 +207,6 @@ __attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n,
  * ymm registers (forward: 8 accumulators + 12 row vectors; dW: 12 accumulators + 12 row
  * vectors): the compiler spilled them to the stack, and the 3-channel stem ran at 27-36% of the
  * sgemm peak on an AVX2 machine (docs/performance.md, session 10). */
-typedef float v8 __attribute__((vector_size(32)));
-#define LOAD8(p) ({ v8 _v; memcpy(&_v, (p), 32); _v; })
-#define STORE8(p, v) do { v8 _v = (v); memcpy((p), &_v, 32); } while (0)
 
 /* Forward, for a column block of V vectors of one output row x CB output channels of
  * accumulators (rows of w = any multiple of 8 V pixels, walked block by block); per tap (ci, i, j)
@@ -290,21 +284,11 @@ __attribute__((target("avx2,fma"))) static inline void NAME(const float *xs0, lo
                     for (int v = 0; v < w; v += 8) {                                                 \
                         const float *row = xb + (long)oh * wp + v;                                   \
                         const v8 x0 = LOAD8(row), x1 = LOAD8(row + 1), x2 = LOAD8(row + 2);          \
-                        UNROLL                                                                       \
-                        for (int c = 0; c < CB; c++) {                                               \
-                            const v8 d = LOAD8(g + c * dyChannel + (long)oh * w + v);                \
-                            acc[c][0] += d * x0; acc[c][1] += d * x1; acc[c][2] += d * x2;           \
-                        }                                                                            \
+                        WG8_FMA3(CB, acc, g + (long)oh * w + v, dyChannel, x0, x1, x2);              \
                     }                                                                                \
                 }                                                                                    \
             }                                                                                        \
-            UNROLL                                                                                   \
-            for (int c = 0; c < CB; c++)                                                             \
-                UNROLL                                                                               \
-                for (int j = 0; j < 3; j++) {                                                        \
-                    float *dst = accm + ((((long)(co0 + c) * cin + ci) * 3 + i) * 3 + j) * 16;       \
-                    STORE8(dst, LOAD8(dst) + acc[c][j]);                                             \
-                }                                                                                    \
+            WG8_STORE(CB, acc, accm, co0, cin, ci, i);                                               \
         }                                                                                            \
     }                                                                                                \
 }

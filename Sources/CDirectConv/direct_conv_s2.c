@@ -1,4 +1,5 @@
 #include "CDirectConv.h"
+#include "vec8.h"
 #include <string.h>
 
 /* Direct 3x3 stride-2 pad-1 convolution of 32x32 or 16x16 inputs (16x16 or 8x8 outputs), AVX2 + FMA.
@@ -23,10 +24,6 @@
  * weight-gradient scheme of `direct_conv.c` (3 taps x CB channels of accumulators, blocks of
  * images in L2) on the phase planes. */
 
-typedef float v8 __attribute__((vector_size(32)));
-#define LOAD8(p) ({ v8 _v; memcpy(&_v, (p), 32); _v; })
-#define STORE8(p, v) do { v8 _v = (v); memcpy((p), &_v, 32); } while (0)
-#define UNROLL _Pragma("clang loop unroll(full)")
 
 /* Geometry for outputs of WO x WO (16 or 8): phase planes of P = WO + 1 columns; the kernels
  * walk the output in chunks of 16 floats (one row of 16 or two rows of 8), the chunk's second
@@ -244,21 +241,11 @@ __attribute__((target("avx2,fma"))) static void NAME(const float *ps, int cin, i
                         const float *row = xb + r * S2_CHUNK_IN(WO) + v * S2_V1(WO);                 \
                         const v8 x0 = LOAD8(row + PH(WO, i, 0)), x1 = LOAD8(row + PH(WO, i, 1));     \
                         const v8 x2 = LOAD8(row + PH(WO, i, 2));                                     \
-                        UNROLL                                                                       \
-                        for (int c = 0; c < CB; c++) {                                               \
-                            const v8 d = LOAD8(g + c * dyChannel + r * 16 + 8 * v);                  \
-                            acc[c][0] += d * x0; acc[c][1] += d * x1; acc[c][2] += d * x2;           \
-                        }                                                                            \
+                        WG8_FMA3(CB, acc, g + r * 16 + 8 * v, dyChannel, x0, x1, x2);                \
                     }                                                                                \
                 }                                                                                    \
             }                                                                                        \
-            UNROLL                                                                                   \
-            for (int c = 0; c < CB; c++)                                                             \
-                UNROLL                                                                               \
-                for (int j = 0; j < 3; j++) {                                                        \
-                    float *dst = accm + ((((long)(co0 + c) * cin + ci) * 3 + i) * 3 + j) * 16;       \
-                    STORE8(dst, LOAD8(dst) + acc[c][j]);                                             \
-                }                                                                                    \
+            WG8_STORE(CB, acc, accm, co0, cin, ci, i);                                               \
         }                                                                                            \
     }                                                                                                \
 }

@@ -217,41 +217,53 @@ final class GradientCheckTests: XCTestCase {
             for (cin, cout, n, h, w) in [(3, 16, 2, 32, 32), (16, 16, 3, 4, 32), (5, 7, 2, 3, 16), (32, 32, 1, 16, 16), (17, 9, 3, 5, 16), (6, 11, 2, 6, 16), (16, 32, 2, 2, 32), (3, 40, 1, 4, 32)] {
                 for threads in [1, 2] {
                     Threads.set(threads)
-                    let store = ParameterStore()
-                    let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: 3, stride: 1, pad: 1)
-                    store.finalize()
-                    store.values.copy(from: randn(store.paramCount, scale: 0.3))
-                    let x = FloatBuffer(count: cin * n * h * w); x.copy(from: randn(x.count))
-                    let dy = FloatBuffer(count: cout * n * h * w); dy.copy(from: randn(dy.count))
-                    let dx0 = randn(x.count), y0 = randn(dy.count)
-                    var results: [[Float]] = []
-                    for direct in [false, true] {
-                        DirectConv.enabled = direct
-                        XCTAssertEqual(conv.algorithm(h: h, w: w), direct ? "direct" : "im2col")
-                        let ws = Workspace()
-                        let y = FloatBuffer(count: cout * n * h * w)
-                        conv.forward(x.ptr, n: n, h: h, w: w, y.ptr, ws: ws)
-                        store.zeroGrads()
-                        let dx = FloatBuffer(count: x.count)
-                        conv.backward(x.ptr, n: n, h: h, w: w, dy: dy.ptr, dx: dx.ptr, ws: ws)
-                        let dxAcc = FloatBuffer(count: x.count); dxAcc.copy(from: dx0)
-                        conv.backwardData(dy.ptr, n: n, h: h, w: w, dx: dxAcc.ptr, accumulate: true, ws: ws)
-                        // forward with accumulate through the kernel itself
-                        let yAcc = FloatBuffer(count: y.count); yAcc.copy(from: y0)
-                        if direct {
-                            DirectConv.forward(x.ptr, cin: cin, n: n, h: h, w: w, weights: conv.weight, cout: cout, yAcc.ptr, accumulate: true, ws: ws)
-                        } else {
-                            for i in 0..<y.count { yAcc.ptr[i] += y.ptr[i] }
-                        }
-                        results.append(y.array + store.grads.array + dx.array + dxAcc.array + yAcc.array)
-                    }
-                    let scale = results[0].reduce(Float(0)) { max($0, abs($1)) }
-                    var worst: Float = 0
-                    for i in 0..<results[0].count { worst = max(worst, abs(results[0][i] - results[1][i])) }
-                    XCTAssertLessThan(worst / scale, 2e-6, "isa \(level) cin \(cin) cout \(cout) n \(n) \(h)x\(w) threads \(threads)")
+                    let worst = directVersusIm2col(cin: cin, cout: cout, stride: 1, n: n, h: h, w: w, directName: "direct")
+                    XCTAssertLessThan(worst, 2e-6, "isa \(level) cin \(cin) cout \(cout) n \(n) \(h)x\(w) threads \(threads)")
                 }
             }
         }
+    }
+
+    /// Runs a 3x3 pad-1 layer's forward, forward with accumulate (through the direct kernel
+    /// itself), dW, dX and dX with accumulate with `DirectConv` off (im2col + GEMM) and on
+    /// (algorithm `directName`); returns the largest difference relative to the largest value.
+    func directVersusIm2col(cin: Int, cout: Int, stride: Int, n: Int, h: Int, w: Int, directName: String) -> Float {
+        let savedEnabled = DirectConv.enabled
+        defer { DirectConv.enabled = savedEnabled }
+        let store = ParameterStore()
+        let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: 3, stride: stride, pad: 1)
+        store.finalize()
+        store.values.copy(from: randn(store.paramCount, scale: 0.3))
+        let ho = conv.outSize(h), wo = conv.outSize(w)
+        let x = FloatBuffer(count: cin * n * h * w); x.copy(from: randn(x.count))
+        let dy = FloatBuffer(count: cout * n * ho * wo); dy.copy(from: randn(dy.count))
+        let dx0 = randn(x.count), y0 = randn(dy.count)
+        var results: [[Float]] = []
+        for direct in [false, true] {
+            DirectConv.enabled = direct
+            XCTAssertEqual(conv.algorithm(h: h, w: w), direct ? directName : "im2col", "cin \(cin) cout \(cout) \(h)x\(w) stride \(stride)")
+            let ws = Workspace()
+            let y = FloatBuffer(count: dy.count)
+            conv.forward(x.ptr, n: n, h: h, w: w, y.ptr, ws: ws)
+            store.zeroGrads()
+            let dx = FloatBuffer(count: x.count)
+            conv.backward(x.ptr, n: n, h: h, w: w, dy: dy.ptr, dx: dx.ptr, ws: ws)
+            let dxAcc = FloatBuffer(count: x.count); dxAcc.copy(from: dx0)
+            conv.backwardData(dy.ptr, n: n, h: h, w: w, dx: dxAcc.ptr, accumulate: true, ws: ws)
+            let yAcc = FloatBuffer(count: y.count); yAcc.copy(from: y0)
+            if direct && stride == 2 {
+                DirectConv.forwardStride2(x.ptr, cin: cin, n: n, h: h, weights: conv.weight, cout: cout, yAcc.ptr, accumulate: true, ws: ws)
+            } else if direct {
+                DirectConv.forward(x.ptr, cin: cin, n: n, h: h, w: w, weights: conv.weight, cout: cout, yAcc.ptr, accumulate: true, ws: ws)
+            } else {
+                for i in 0..<y.count { yAcc.ptr[i] += y.ptr[i] }
+            }
+            results.append(y.array + store.grads.array + dx.array + dxAcc.array + yAcc.array)
+        }
+        let scale = results[0].reduce(Float(0)) { max($0, abs($1)) }
+        var worst: Float = 0
+        for i in 0..<results[0].count { worst = max(worst, abs(results[0][i] - results[1][i])) }
+        return worst / scale
     }
 
     /// The stride-2 direct kernels (3x3 stride 2 pad 1, 32x32 -> 16x16 and 16x16 -> 8x8; AVX2, forced on an
@@ -261,50 +273,18 @@ final class GradientCheckTests: XCTestCase {
     func testDirectConvStride2MatchesIm2col() {
         let available = DirectConv.isa
         guard available > 0 else { return print("direct convolution: no AVX2 on this CPU") }
-        let savedThreads = Threads.count, savedEnabled = DirectConv.enabled, savedMin = DirectConv.stride2MinInput
-        defer {
-            Threads.set(savedThreads); DirectConv.enabled = savedEnabled; DirectConv.force(isa: available)
-            DirectConv.stride2MinInput = savedMin
-        }
+        let savedThreads = Threads.count, savedMin = DirectConv.stride2MinInput
+        defer { Threads.set(savedThreads); DirectConv.force(isa: available); DirectConv.stride2MinInput = savedMin }
         DirectConv.force(isa: 1)
         XCTAssertFalse(DirectConv.appliesStride2(kernel: 3, stride: 2, pad: 1, h: 16, w: 16), "16x16 inputs: off by default")
         DirectConv.stride2MinInput = 16
         for (cin, cout, n, h) in [(16, 32, 2, 32), (5, 16, 3, 32), (7, 11, 1, 32), (3, 4, 2, 32), (32, 14, 2, 32), (8, 40, 1, 32),
                                   (32, 64, 2, 16), (9, 16, 3, 16), (4, 11, 2, 16), (12, 2, 1, 16)] {
-            let w = h, ho = h / 2, wo = w / 2
             for threads in [1, 2] {
                 Threads.set(threads)
-                let store = ParameterStore()
-                let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: 3, stride: 2, pad: 1)
-                store.finalize()
-                store.values.copy(from: randn(store.paramCount, scale: 0.3))
-                let x = FloatBuffer(count: cin * n * h * w); x.copy(from: randn(x.count))
-                let dy = FloatBuffer(count: cout * n * ho * wo); dy.copy(from: randn(dy.count))
-                let dx0 = randn(x.count), y0 = randn(dy.count)
-                var results: [[Float]] = []
-                for direct in [false, true] {
-                    DirectConv.enabled = direct
-                    XCTAssertEqual(conv.algorithm(h: h, w: w), direct ? (cout > 32 ? "dir/im2col" : "direct") : "im2col")
-                    let ws = Workspace()
-                    let y = FloatBuffer(count: dy.count)
-                    conv.forward(x.ptr, n: n, h: h, w: w, y.ptr, ws: ws)
-                    store.zeroGrads()
-                    let dx = FloatBuffer(count: x.count)
-                    conv.backward(x.ptr, n: n, h: h, w: w, dy: dy.ptr, dx: dx.ptr, ws: ws)
-                    let dxAcc = FloatBuffer(count: x.count); dxAcc.copy(from: dx0)
-                    conv.backwardData(dy.ptr, n: n, h: h, w: w, dx: dxAcc.ptr, accumulate: true, ws: ws)
-                    let yAcc = FloatBuffer(count: y.count); yAcc.copy(from: y0)
-                    if direct {
-                        DirectConv.forwardStride2(x.ptr, cin: cin, n: n, h: h, weights: conv.weight, cout: cout, yAcc.ptr, accumulate: true, ws: ws)
-                    } else {
-                        for i in 0..<y.count { yAcc.ptr[i] += y.ptr[i] }
-                    }
-                    results.append(y.array + store.grads.array + dx.array + dxAcc.array + yAcc.array)
-                }
-                let scale = results[0].reduce(Float(0)) { max($0, abs($1)) }
-                var worst: Float = 0
-                for i in 0..<results[0].count { worst = max(worst, abs(results[0][i] - results[1][i])) }
-                XCTAssertLessThan(worst / scale, 2e-6, "stride 2: cin \(cin) cout \(cout) n \(n) \(h)x\(w) threads \(threads)")
+                let worst = directVersusIm2col(cin: cin, cout: cout, stride: 2, n: n, h: h, w: h,
+                                               directName: cout > 32 ? "dir/im2col" : "direct")
+                XCTAssertLessThan(worst, 2e-6, "stride 2: cin \(cin) cout \(cout) n \(n) \(h)x\(h) threads \(threads)")
             }
         }
     }
