@@ -67,15 +67,9 @@ public enum DirectConv {
     /// `y = conv(x, weights)` (or `y +=` with `accumulate`); weights OIHW `[cout][cin][3][3]`.
     static func forward(_ x: UnsafePointer<Float>, cin: Int, n: Int, h: Int, w: Int, weights: UnsafePointer<Float>, cout: Int,
                         _ y: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace) {
-        let t = max(1, min(Threads.count, n))
-        let per = (n + t - 1) / t, scratchFloats = cin * (h + 2) * (w + 2)
-        let scratch = ws.get("dconv.scratch", t * scratchFloats)
-        Threads.parallelFor(t) { k in
-            let s = k * per, e = min(n, s + per)
-            if s < e {
-                mcl_dconv_forward(x, Int32(cin), Int32(n), Int32(h), Int32(w), weights, Int32(cout), y,
-                                  accumulate ? 1 : 0, Int32(s), Int32(e), scratch + k * scratchFloats)
-            }
+        overImages(n, scratchFloats: cin * (h + 2) * (w + 2), ws: ws) { s, e, scratch in
+            mcl_dconv_forward(x, Int32(cin), Int32(n), Int32(h), Int32(w), weights, Int32(cout), y,
+                              accumulate ? 1 : 0, Int32(s), Int32(e), scratch)
         }
     }
 
@@ -94,21 +88,10 @@ public enum DirectConv {
     /// `dw += dL/dW` of `y = conv(x, W)` given `dy`.
     static func weightGradient(_ x: UnsafePointer<Float>, cin: Int, n: Int, h: Int, w: Int, dy: UnsafePointer<Float>, cout: Int,
                                dw: UnsafeMutablePointer<Float>, ws: Workspace) {
-        let t = max(1, min(Threads.count, n))
-        let count = cout * cin * 9
-        let acc = ws.get("dconv.acc", t * count * 16)
         let scratchFloats = Int(mcl_dconv_block_images(Int32(cin), Int32(cout), Int32(h), Int32(w))) * cin * (h + 2) * (w + 2)
-        let scratch = ws.get("dconv.scratch", t * scratchFloats)
-        memset(acc, 0, t * count * 16 * MemoryLayout<Float>.stride)
-        let per = (n + t - 1) / t
-        Threads.parallelFor(t) { k in
-            let s = k * per, e = min(n, s + per)
-            if s < e {
-                mcl_dconv_weight_grad(x, Int32(cin), Int32(n), Int32(h), Int32(w), dy, Int32(cout), acc + k * count * 16,
-                                      Int32(s), Int32(e), scratch + k * scratchFloats)
-            }
+        weightGradientLanes(count: cout * cin * 9, n: n, scratchFloats: scratchFloats, dw: dw, ws: ws) { s, e, acc, scratch in
+            mcl_dconv_weight_grad(x, Int32(cin), Int32(n), Int32(h), Int32(w), dy, Int32(cout), acc, Int32(s), Int32(e), scratch)
         }
-        for k in 0..<t { mcl_dconv_reduce(acc + k * count * 16, Int32(count), dw) }
     }
 
     /// Stride 2 (h x h -> h/2 x h/2, h = 32 or 16): `y = conv(x, weights)` (or `y +=`), images split over the threads.
@@ -137,19 +120,25 @@ public enum DirectConv {
     static func weightGradientStride2(_ x: UnsafePointer<Float>, cin: Int, n: Int, h: Int, dy: UnsafePointer<Float>, cout: Int,
                                       dw: UnsafeMutablePointer<Float>, ws: Workspace) {
         let wo = Int32(h / 2)
+        let scratchFloats = Int(mcl_dconv_s2_weight_scratch(Int32(cin), Int32(cout), wo))
+        weightGradientLanes(count: cout * cin * 9, n: n, scratchFloats: scratchFloats, dw: dw, ws: ws) { s, e, acc, scratch in
+            mcl_dconv_s2_weight_grad(x, Int32(cin), Int32(n), wo, dy, Int32(cout), acc, Int32(s), Int32(e), scratch)
+        }
+    }
+
+    /// The weight gradients' frame: each thread's images add into its own zeroed 16-lane sums
+    /// (`count` weights x 16 floats) through `body(start, end, acc, scratch)`; the lanes are then
+    /// summed into `dw` in thread order, so results repeat at a given thread count.
+    static func weightGradientLanes(count: Int, n: Int, scratchFloats: Int, dw: UnsafeMutablePointer<Float>, ws: Workspace,
+                                    _ body: (Int, Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
         let t = max(1, min(Threads.count, n))
-        let count = cout * cin * 9
         let acc = ws.get("dconv.acc", t * count * 16)
         memset(acc, 0, t * count * 16 * MemoryLayout<Float>.stride)
-        let scratchFloats = Int(mcl_dconv_s2_weight_scratch(Int32(cin), Int32(cout), wo))
         let scratch = ws.get("dconv.scratch", t * scratchFloats)
         let per = (n + t - 1) / t
         Threads.parallelFor(t) { k in
             let s = k * per, e = min(n, s + per)
-            if s < e {
-                mcl_dconv_s2_weight_grad(x, Int32(cin), Int32(n), wo, dy, Int32(cout), acc + k * count * 16,
-                                         Int32(s), Int32(e), scratch + k * scratchFloats)
-            }
+            if s < e { body(s, e, acc + k * count * 16, scratch + k * scratchFloats) }
         }
         for k in 0..<t { mcl_dconv_reduce(acc + k * count * 16, Int32(count), dw) }
     }
