@@ -86,19 +86,32 @@ static inline __attribute__((always_inline)) void cols2_grad(const float *tr, fl
     ST(o[2] + tw, 4 * (a1 - a2) + a4 - a3); ST(o[3] + tw, 2 * (a3 - a1) + a4 - a2);                  \
     ST(o[4] + tw, 2 * (a1 - a3) + a4 - a2); ST(o[5] + tw, 4 * a1 - 5 * a3 + a5);                     \
 } while (0)
+/* The stride-4 windows of 8 (or 4) tiles: a_k[l] = p[4l + k], k = 0..3. */
+static inline __attribute__((always_inline)) void deinterleave4x8(const float *p, f8 a[4]) {
+    const f8 l0 = LD8(p), l1 = LD8(p + 8), l2 = LD8(p + 16), l3 = LD8(p + 24);
+    const f8 lo02 = __builtin_shufflevector(l0, l1, 0, 4, 8, 12, 2, 6, 10, 14);
+    const f8 hi02 = __builtin_shufflevector(l2, l3, 0, 4, 8, 12, 2, 6, 10, 14);
+    const f8 lo13 = __builtin_shufflevector(l0, l1, 1, 5, 9, 13, 3, 7, 11, 15);
+    const f8 hi13 = __builtin_shufflevector(l2, l3, 1, 5, 9, 13, 3, 7, 11, 15);
+    a[0] = __builtin_shufflevector(lo02, hi02, 0, 1, 2, 3, 8, 9, 10, 11);
+    a[2] = __builtin_shufflevector(lo02, hi02, 4, 5, 6, 7, 12, 13, 14, 15);
+    a[1] = __builtin_shufflevector(lo13, hi13, 0, 1, 2, 3, 8, 9, 10, 11);
+    a[3] = __builtin_shufflevector(lo13, hi13, 4, 5, 6, 7, 12, 13, 14, 15);
+}
+static inline __attribute__((always_inline)) void deinterleave4x4(const float *p, f4 a[4]) {
+    const f4 l0 = LD4(p), l1 = LD4(p + 4), l2 = LD4(p + 8), l3 = LD4(p + 12);
+    const f4 lo01 = __builtin_shufflevector(l0, l1, 0, 4, 1, 5), hi01 = __builtin_shufflevector(l0, l1, 2, 6, 3, 7);
+    const f4 lo23 = __builtin_shufflevector(l2, l3, 0, 4, 1, 5), hi23 = __builtin_shufflevector(l2, l3, 2, 6, 3, 7);
+    a[0] = __builtin_shufflevector(lo01, lo23, 0, 1, 4, 5); a[1] = __builtin_shufflevector(lo01, lo23, 2, 3, 6, 7);
+    a[2] = __builtin_shufflevector(hi01, hi23, 0, 1, 4, 5); a[3] = __builtin_shufflevector(hi01, hi23, 2, 3, 6, 7);
+}
 static inline __attribute__((always_inline)) void cols4_in(const float *tr, float *const o[6], int ntw) {
     int tw = 0;
     for (; tw + 8 <= ntw; tw += 8) {
         const float *p = tr + 4 * tw;
-        const f8 l0 = LD8(p), l1 = LD8(p + 8), l2 = LD8(p + 16), l3 = LD8(p + 24);
-        const f8 lo02 = __builtin_shufflevector(l0, l1, 0, 4, 8, 12, 2, 6, 10, 14);
-        const f8 hi02 = __builtin_shufflevector(l2, l3, 0, 4, 8, 12, 2, 6, 10, 14);
-        const f8 lo13 = __builtin_shufflevector(l0, l1, 1, 5, 9, 13, 3, 7, 11, 15);
-        const f8 hi13 = __builtin_shufflevector(l2, l3, 1, 5, 9, 13, 3, 7, 11, 15);
-        const f8 a0 = __builtin_shufflevector(lo02, hi02, 0, 1, 2, 3, 8, 9, 10, 11);
-        const f8 a2 = __builtin_shufflevector(lo02, hi02, 4, 5, 6, 7, 12, 13, 14, 15);
-        const f8 a1 = __builtin_shufflevector(lo13, hi13, 0, 1, 2, 3, 8, 9, 10, 11);
-        const f8 a3 = __builtin_shufflevector(lo13, hi13, 4, 5, 6, 7, 12, 13, 14, 15);
+        f8 a[4];
+        deinterleave4x8(p, a);
+        const f8 a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
         /* a4, a5 of tile k are a0, a1 of tile k + 1 (p[32], p[33] for the last) */
         const f8 n0 = {p[32]}, n1 = {p[33]};
         const f8 a4 = __builtin_shufflevector(a0, n0, 1, 2, 3, 4, 5, 6, 7, 8);
@@ -107,11 +120,9 @@ static inline __attribute__((always_inline)) void cols4_in(const float *tr, floa
     }
     for (; tw + 4 <= ntw; tw += 4) {  /* 16x16 maps: 4 tiles */
         const float *p = tr + 4 * tw;
-        const f4 l0 = LD4(p), l1 = LD4(p + 4), l2 = LD4(p + 8), l3 = LD4(p + 12);
-        const f4 lo01 = __builtin_shufflevector(l0, l1, 0, 4, 1, 5), hi01 = __builtin_shufflevector(l0, l1, 2, 6, 3, 7);
-        const f4 lo23 = __builtin_shufflevector(l2, l3, 0, 4, 1, 5), hi23 = __builtin_shufflevector(l2, l3, 2, 6, 3, 7);
-        const f4 a0 = __builtin_shufflevector(lo01, lo23, 0, 1, 4, 5), a1 = __builtin_shufflevector(lo01, lo23, 2, 3, 6, 7);
-        const f4 a2 = __builtin_shufflevector(hi01, hi23, 0, 1, 4, 5), a3 = __builtin_shufflevector(hi01, hi23, 2, 3, 6, 7);
+        f4 a[4];
+        deinterleave4x4(p, a);
+        const f4 a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
         const f4 n0 = {p[16]}, n1 = {p[17]};
         const f4 a4 = __builtin_shufflevector(a0, n0, 1, 2, 3, 4), a5 = __builtin_shufflevector(a1, n1, 1, 2, 3, 4);
         BT4_STORE(ST4);
@@ -125,6 +136,34 @@ static inline __attribute__((always_inline)) void cols4_in(const float *tr, floa
         o[3][tw] = 2 * (a3 - a1) + a4 - a2;
         o[4][tw] = 2 * (a1 - a3) + a4 - a2;
         o[5][tw] = 4 * a1 - 5 * a3 + a5;
+    }
+}
+/* F(4x4) gradient (adjoint of the output transform A^T): the tile's 4 values x0..x3 = tr[4tw ..
+ * 4tw+3] -> A x = (x0, x0+x1+x2+x3, x0-x1+x2-x3, x0+2x1+4x2+8x3, x0-2x1+4x2-8x3, x3) in o[0..5][tw]. */
+#define A4_STORE(ST) do {                                                                            \
+    const __typeof__(x0) s02 = x0 + x2, s13 = x1 + x3, q02 = x0 + 4 * x2, q13 = 2 * x1 + 8 * x3;     \
+    ST(o[0] + tw, x0); ST(o[1] + tw, s02 + s13); ST(o[2] + tw, s02 - s13);                           \
+    ST(o[3] + tw, q02 + q13); ST(o[4] + tw, q02 - q13); ST(o[5] + tw, x3);                           \
+} while (0)
+static inline __attribute__((always_inline)) void cols4_grad(const float *tr, float *const o[6], int ntw) {
+    int tw = 0;
+    for (; tw + 8 <= ntw; tw += 8) {
+        f8 a[4];
+        deinterleave4x8(tr + 4 * tw, a);
+        const f8 x0 = a[0], x1 = a[1], x2 = a[2], x3 = a[3];
+        A4_STORE(ST8);
+    }
+    for (; tw + 4 <= ntw; tw += 4) {
+        f4 a[4];
+        deinterleave4x4(tr + 4 * tw, a);
+        const f4 x0 = a[0], x1 = a[1], x2 = a[2], x3 = a[3];
+        A4_STORE(ST4);
+    }
+    for (; tw < ntw; tw++) {
+        const float x0 = tr[4 * tw], x1 = tr[4 * tw + 1], x2 = tr[4 * tw + 2], x3 = tr[4 * tw + 3];
+#define STS(p, v) (*(p) = (v))
+        A4_STORE(STS);
+#undef STS
     }
 }
 
@@ -236,6 +275,38 @@ TARGET static void NAME(const float *dy, int channels, int n, int h, int w, int 
                 float *o[4];                                                                         \
                 for (int e = 0; e < 4; e++) o[e] = m + (4 * i + e) * plane + base;                   \
                 cols2_grad(t[i], o, ntw);                                                                  \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+}
+
+/* M[e][c][l] = (A dY_l A^T)[e] for F(4x4) (A = the transpose of Winograd4's A^T): dW's gradient
+ * transform. The tile's 4 rows of dY are inside the map (h is a multiple of 4). */
+#define WINO4_GRAD(NAME, TARGET)                                                                         \
+TARGET static void NAME(const float *dy, int channels, int n, int h, int w, int r0, int r1,         \
+                        float *m, int tb, float *tmp) {                                              \
+    const int nth = h / 4, ntw = w / 4;                                                              \
+    const long plane = (long)channels * tb;                                                          \
+    float *restrict t0 = tmp, *restrict t1 = tmp + w, *restrict t2 = tmp + 2 * w;                    \
+    float *restrict t3 = tmp + 3 * w, *restrict t4 = tmp + 4 * w, *restrict t5 = tmp + 5 * w;        \
+    float *t[6] = {t0, t1, t2, t3, t4, t5};                                                          \
+    for (int c = 0; c < channels; c++) {                                                             \
+        for (int r = r0; r < r1; r++) {                                                              \
+            const int ni = r / nth, th = r % nth;                                                    \
+            const float *restrict in0 = dy + (((long)c * n + ni) * h + 4 * th) * w;                  \
+            const float *restrict in1 = in0 + w, *restrict in2 = in1 + w, *restrict in3 = in2 + w;   \
+            ROWS                                                                                     \
+            for (int j = 0; j < w; j++) {                                                            \
+                const float x0 = in0[j], x1 = in1[j], x2 = in2[j], x3 = in3[j];                      \
+                const float s02 = x0 + x2, s13 = x1 + x3, q02 = x0 + 4 * x2, q13 = 2 * x1 + 8 * x3;  \
+                t0[j] = x0; t1[j] = s02 + s13; t2[j] = s02 - s13;                                    \
+                t3[j] = q02 + q13; t4[j] = q02 - q13; t5[j] = x3;                                    \
+            }                                                                                        \
+            const long base = (long)c * tb + (long)(r - r0) * ntw;                                   \
+            for (int i = 0; i < 6; i++) {                                                            \
+                float *o[6];                                                                         \
+                for (int e = 0; e < 6; e++) o[e] = m + (6 * i + e) * plane + base;                   \
+                cols4_grad(t[i], o, ntw);                                                            \
             }                                                                                        \
         }                                                                                            \
     }                                                                                                \
@@ -519,6 +590,9 @@ WINO4_INPUT(wino4_input_base, )
 WINO4_OUTPUT(wino4_output_512, __attribute__((target("avx512f"))))
 WINO4_OUTPUT(wino4_output_avx2, __attribute__((target("avx2,fma"))))
 WINO4_OUTPUT(wino4_output_base, )
+WINO4_GRAD(wino4_grad_512, __attribute__((target("avx512f"))))
+WINO4_GRAD(wino4_grad_avx2, __attribute__((target("avx2,fma"))))
+WINO4_GRAD(wino4_grad_base, )
 
 void mcl_wino4_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad) {
     if (mcl_dconv_isa() == 2 && w <= 32) wino4_input_reg(x, channels, n, h, w, r0, r1, v, tb);
@@ -528,6 +602,10 @@ void mcl_wino4_input(const float *x, int channels, int n, int h, int w, int r0, 
 void mcl_wino4_output(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb, float *y,
                       int accumulate, float *tmp) {
     BY_ISA(wino4_output, m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp);
+}
+
+void mcl_wino4_grad(const float *dy, int channels, int n, int h, int w, int r0, int r1, float *m, int tb, float *tmp) {
+    BY_ISA(wino4_grad, dy, channels, n, h, w, r0, r1, m, tb, tmp);
 }
 
 void mcl_wino2_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad) {
@@ -588,13 +666,19 @@ TARGET static void NAME(const float *w, int cout, int cin, int flip, float *u, i
 }
 
 /* dw[idx][9] += G^T (sum over workers of dU) G for idx in [i0, i1), dU = du[e][idx] planes of
- * `plane` floats, worker k's at du + k * stride, summed in worker order. */
-#define WINO2_WEIGHT_GRAD(NAME, TARGET)                                                              \
+ * `plane` floats (P x P of them: 16 for F(2x2), 36 for F(4x4)), worker k's at du + k * stride,
+ * summed in worker order. GT(x, o): o = G^T x for a column x of P values. */
+#define GT2(x, o) do { (o)[0] = (x)[0] + 0.5f * ((x)[1] + (x)[2]); (o)[1] = 0.5f * ((x)[1] - (x)[2]);  \
+    (o)[2] = 0.5f * ((x)[1] + (x)[2]) + (x)[3]; } while (0)
+#define GT4(x, o) do { const float s12_ = (x)[1] + (x)[2], s34_ = (x)[3] + (x)[4];                   \
+    (o)[0] = (x)[0] / 4 - s12_ / 6 + s34_ / 24; (o)[1] = ((x)[2] - (x)[1]) / 6 + ((x)[3] - (x)[4]) / 12; \
+    (o)[2] = (s34_ - s12_) / 6 + (x)[5]; } while (0)
+#define WINO_WEIGHT_GRAD(NAME, TARGET, P, GT)                                                        \
 TARGET static void NAME(const float *du, long stride, int workers, long plane, long i0, long i1, float *dw) { \
     for (long c0 = i0; c0 < i1; c0 += 16) {                                                          \
         const int cn = i1 - c0 < 16 ? (int)(i1 - c0) : 16;                                           \
-        float d[16][16], res[9][16];                                                                 \
-        for (int e = 0; e < 16; e++) {                                                               \
+        float d[P * P][16], res[9][16];                                                              \
+        for (int e = 0; e < P * P; e++) {                                                            \
             const float *s = du + e * plane + c0;                                                    \
             for (int c = 0; c < 16; c++) d[e][c] = c < cn ? s[c] : 0;                                \
             for (int k = 1; k < workers; k++) {                                                      \
@@ -603,19 +687,21 @@ TARGET static void NAME(const float *du, long stride, int workers, long plane, l
             }                                                                                        \
         }                                                                                            \
         for (int c = 0; c < 16; c++) {                                                               \
-            /* Q = G^T D (3 rows of 4), then row i of dg = Q_i G (3 values). */                      \
-            float q[3][4];                                                                           \
+            /* Q = G^T D (3 rows of P), then row i of dg = G^T applied to Q's row i (3 values). */   \
+            float q[3][P];                                                                           \
             UNROLL                                                                                   \
-            for (int j = 0; j < 4; j++) {                                                            \
-                q[0][j] = d[j][c] + 0.5f * (d[4 + j][c] + d[8 + j][c]);                              \
-                q[1][j] = 0.5f * (d[4 + j][c] - d[8 + j][c]);                                        \
-                q[2][j] = 0.5f * (d[4 + j][c] + d[8 + j][c]) + d[12 + j][c];                         \
+            for (int j = 0; j < P; j++) {                                                            \
+                float col[P], o[3];                                                                  \
+                UNROLL                                                                               \
+                for (int i = 0; i < P; i++) col[i] = d[P * i + j][c];                                \
+                GT(col, o);                                                                          \
+                q[0][j] = o[0]; q[1][j] = o[1]; q[2][j] = o[2];                                      \
             }                                                                                        \
             UNROLL                                                                                   \
             for (int i = 0; i < 3; i++) {                                                            \
-                res[3 * i][c] = q[i][0] + 0.5f * (q[i][1] + q[i][2]);                                \
-                res[3 * i + 1][c] = 0.5f * (q[i][1] - q[i][2]);                                      \
-                res[3 * i + 2][c] = 0.5f * (q[i][1] + q[i][2]) + q[i][3];                            \
+                float o[3];                                                                          \
+                GT(q[i], o);                                                                         \
+                res[3 * i][c] = o[0]; res[3 * i + 1][c] = o[1]; res[3 * i + 2][c] = o[2];            \
             }                                                                                        \
         }                                                                                            \
         for (int c = 0; c < cn; c++)                                                                 \
@@ -629,15 +715,20 @@ WINO_WEIGHTS(wino2_weights_base, , 4, G2)
 WINO_WEIGHTS(wino4_weights_512, __attribute__((target("avx512f"))), 6, G4)
 WINO_WEIGHTS(wino4_weights_avx2, __attribute__((target("avx2,fma"))), 6, G4)
 WINO_WEIGHTS(wino4_weights_base, , 6, G4)
-WINO2_WEIGHT_GRAD(wino2_wgrad_512, __attribute__((target("avx512f"))))
-WINO2_WEIGHT_GRAD(wino2_wgrad_avx2, __attribute__((target("avx2,fma"))))
-WINO2_WEIGHT_GRAD(wino2_wgrad_base, )
+WINO_WEIGHT_GRAD(wino2_wgrad_512, __attribute__((target("avx512f"))), 4, GT2)
+WINO_WEIGHT_GRAD(wino2_wgrad_avx2, __attribute__((target("avx2,fma"))), 4, GT2)
+WINO_WEIGHT_GRAD(wino2_wgrad_base, , 4, GT2)
+WINO_WEIGHT_GRAD(wino4_wgrad_512, __attribute__((target("avx512f"))), 6, GT4)
+WINO_WEIGHT_GRAD(wino4_wgrad_avx2, __attribute__((target("avx2,fma"))), 6, GT4)
+WINO_WEIGHT_GRAD(wino4_wgrad_base, , 6, GT4)
 
 void mcl_wino_weights(const float *w, int cout, int cin, int flip, int tile, float *u, int r0, int r1) {
     if (tile == 4) BY_ISA(wino4_weights, w, cout, cin, flip, u, r0, r1);
     else BY_ISA(wino2_weights, w, cout, cin, flip, u, r0, r1);
 }
 
-void mcl_wino2_weight_grad(const float *du, long stride, int workers, long plane, long i0, long i1, float *dw) {
-    BY_ISA(wino2_wgrad, du, stride, workers, plane, i0, i1, dw);
+void mcl_wino_weight_grad(const float *du, long stride, int workers, long plane, long i0, long i1, int tile,
+                          float *dw) {
+    if (tile == 4) BY_ISA(wino4_wgrad, du, stride, workers, plane, i0, i1, dw);
+    else BY_ISA(wino2_wgrad, du, stride, workers, plane, i0, i1, dw);
 }

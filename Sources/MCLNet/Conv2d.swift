@@ -115,14 +115,22 @@ public final class Conv2d: @unchecked Sendable {
     /// Which algorithm the layer uses on an h x w input: "pointwise" (a 1x1 GEMM), "direct"
     /// (`DirectConv`), "dir/wino" (direct forward and dX, Winograd dW), "dir/im2col" (stride-2
     /// direct forward and dX, im2col + GEMM dW beyond 32 channels), "winograd"
-    /// (F(2x2, 3x3)), "wino4/2" (F(4x4, 3x3) forward and dX, F(2x2) dW) or "im2col" (im2col +
+    /// (F(2x2, 3x3)), "wino4" (F(4x4, 3x3)), "wino4/2" (F(4x4) forward and dX, F(2x2) dW),
+    /// "wino2/4" (F(2x2) forward and dX, F(4x4) dW) or "im2col" (im2col +
     /// GEMM; dX of a stride-1 "same" layer as a transposed convolution, of a strided one as GEMM +
     /// col2im).
     public func algorithm(h: Int, w: Int) -> String {
         if isPointwise && !Conv2d.deterministic { return "pointwise" }
         if usesDirect(h: h, w: w) { return usesWinogradWeightGradient(h: h, w: w) ? "dir/wino" : "direct" }
         if usesDirectStride2(h: h, w: w) { return max(cin, cout) <= DirectConv.maxWeightGradientChannels ? "direct" : "dir/im2col" }
-        if usesWinograd(h: h, w: w) { return Winograd4.applies(h: h, w: w) ? "wino4/2" : "winograd" }
+        if usesWinograd(h: h, w: w) {
+            switch (Winograd4.applies(h: h, w: w), Winograd4.appliesToWeightGradient(h: h, w: w)) {
+            case (true, true): return "wino4"
+            case (true, false): return "wino4/2"
+            case (false, true): return "wino2/4"
+            case (false, false): return "winograd"
+            }
+        }
         return "im2col"
     }
 
@@ -135,7 +143,8 @@ public final class Conv2d: @unchecked Sendable {
             return
         }
         if usesWinogradWeightGradient(h: h, w: w) {
-            Winograd.weightGradient(x, cin: cin, n: n, h: h, w: w, dy: dy, cout: cout, dw: weightGrad, ws: ws)
+            Winograd.weightGradient(x, cin: cin, n: n, h: h, w: w, dy: dy, cout: cout, dw: weightGrad, ws: ws,
+                                    tile: Winograd4.appliesToWeightGradient(h: h, w: w) ? 4 : 2)
             return
         }
         if usesDirect(h: h, w: w) {

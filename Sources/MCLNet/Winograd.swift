@@ -122,25 +122,41 @@ public enum Winograd {
         }
     }
 
-    /// dw[cout][cin][3][3] += the weight gradient of the stride-1 pad-1 convolution y = conv(x, w).
+    /// dw[cout][cin][3][3] += the weight gradient of the stride-1 pad-1 convolution y = conv(x, w):
+    /// since Y = A^T [(G g G^T) ⊙ (B^T d B)] A is linear in g, per tile
+    ///
+    ///     dg = G^T [ (A dY A^T) ⊙ (B^T d B) ] G,
+    ///
+    /// summed over tiles: the channel sum of each of the (tile + 2)^2 positions is a GEMM
+    /// `dU_e[co][ci] = sum_t M_e[co][t] V_e[ci][t]` (M = A dY A^T, V = B^T d B), then one
+    /// G^T dU G per kernel. `tile` 2 is F(2x2) (16 planes, 4 tiles' worth of GEMM work per 16
+    /// kernel taps x outputs); 4 is F(4x4) (36 planes: 0.5625x F(2x2)'s GEMM FLOPs, and 2.25x
+    /// instead of 4x the activations transformed; h and w multiples of 4, `Winograd4`).
     static func weightGradient(_ x: UnsafePointer<Float>, cin: Int, n: Int, h: Int, w: Int,
-                               dy: UnsafePointer<Float>, cout: Int, dw: UnsafeMutablePointer<Float>, ws: Workspace) {
+                               dy: UnsafePointer<Float>, cout: Int, dw: UnsafeMutablePointer<Float>, ws: Workspace,
+                               tile: Int = 2) {
         if n == 0 { return }
-        let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout), floats: Winograd.weightGradientBlockFloats,
-                          minTiles: Winograd.weightGradientMinTiles)
-        let vSize = 16 * cin * bk.maxTiles, mSize = 16 * cout * bk.maxTiles, padSize = 5 * (w + 2)
-        let uSize = 16 * cout * cin
+        let planes = (tile + 2) * (tile + 2)
+        let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout), tile: tile,
+                          floats: Winograd.weightGradientBlockFloats, minTiles: Winograd.weightGradientMinTiles)
+        let vSize = planes * cin * bk.maxTiles, mSize = planes * cout * bk.maxTiles, padSize = (tile + 3) * (w + 2)
+        let uSize = planes * cout * cin
         let per = vSize + mSize + padSize + uSize
-        let scratch = ws.get("wino.dw", per * bk.workers)
+        let scratch = ws.get(tile == 4 ? "wino4.dw" : "wino.dw", per * bk.workers)
         Threads.parallelFor(bk.workers) { k in
             let v = scratch + k * per, m = v + vSize, pad = m + mSize, du = pad + padSize
             var b = k, first = true
             while b < bk.blocks {
                 let r0 = b * bk.perBlock, r1 = min(bk.tileRows, r0 + bk.perBlock)
                 let tb = (r1 - r0) * bk.tilesPerRow
-                mcl_wino2_input(x, Int32(cin), Int32(n), Int32(h), Int32(w), Int32(r0), Int32(r1), v, Int32(tb), pad)
-                mcl_wino2_grad(dy, Int32(cout), Int32(n), Int32(h), Int32(w), Int32(r0), Int32(r1), m, Int32(tb), pad)
-                for e in 0..<16 {
+                if tile == 4 {
+                    mcl_wino4_input(x, Int32(cin), Int32(n), Int32(h), Int32(w), Int32(r0), Int32(r1), v, Int32(tb), pad)
+                    mcl_wino4_grad(dy, Int32(cout), Int32(n), Int32(h), Int32(w), Int32(r0), Int32(r1), m, Int32(tb), pad)
+                } else {
+                    mcl_wino2_input(x, Int32(cin), Int32(n), Int32(h), Int32(w), Int32(r0), Int32(r1), v, Int32(tb), pad)
+                    mcl_wino2_grad(dy, Int32(cout), Int32(n), Int32(h), Int32(w), Int32(r0), Int32(r1), m, Int32(tb), pad)
+                }
+                for e in 0..<planes {
                     sgemmCall(false, true, cout, cin, tb, 1, m + e * cout * tb, tb, v + e * cin * tb, tb,
                               first ? 0 : 1, du + e * cout * cin, cin)
                 }
@@ -148,10 +164,10 @@ public enum Winograd {
                 b += bk.workers
             }
         }
-        // Sum the workers' dU in worker order, then dg = G^T dU G (in C: see mcl_wino2_weight_grad).
+        // Sum the workers' dU in worker order, then dg = G^T dU G (in C: see mcl_wino_weight_grad).
         let plane = cout * cin
         Threads.parallelRange(plane, minPerThread: 64) { s, e in
-            mcl_wino2_weight_grad(scratch + vSize + mSize + padSize, per, Int32(bk.workers), plane, s, e, dw)
+            mcl_wino_weight_grad(scratch + vSize + mSize + padSize, per, Int32(bk.workers), plane, s, e, Int32(tile), dw)
         }
     }
 }

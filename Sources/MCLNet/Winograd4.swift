@@ -24,7 +24,9 @@ import MCLCore
 /// activations instead of 4x, so less memory traffic per output. Its float32 rounding error is
 /// larger than F(2x2)'s (the points ±2 and the 1/24 scale it by up to ~10x; tested against
 /// im2col in `testWinograd4MatchesIm2col`). dX is the forward of dY with the flipped,
-/// transposed kernel, as in `Winograd`; dW stays on F(2x2) (`Winograd.weightGradient`).
+/// transposed kernel, as in `Winograd`; dW is `Winograd.weightGradient` with `tile: 4`
+/// (`dg = G^T [(A dY A^T) ⊙ (B^T d B)] G` over 6x6 tiles) where `appliesToWeightGradient` says,
+/// else F(2x2).
 ///
 /// The convolution itself is `Winograd.transformWeights` and `Winograd.convolve` with `tile: 4`: the
 /// same blocks of tile rows, 36 GEMMs per block, the transforms in C
@@ -35,12 +37,34 @@ public enum Winograd4 {
     /// Fewest output pixels per image (h x w) for F(4x4): on small maps a tile covers most of the
     /// image and the 36 transformed weight matrices (2.25x F(2x2)'s) dominate the traffic. Width
     /// 64, batch 64, 2 threads, alternating runs: 128 channels 16x16 forward 10.6-13.8 ms with
-    /// F(4x4), 18.1-18.9 with F(2x2); 256 channels 8x8 12.6-14.8 vs 11.7-12.1 (so 256, 16x16 and up).
+    /// F(4x4), 18.1-18.9 with F(2x2); 256 channels 8x8 12.6-14.8 vs 11.7-12.1 (so 256, 16x16 and up;
+    /// an AVX2 machine, session 12: 8x8 39-42 ms vs 35-36 in the calm runs, the same way).
     nonisolated(unsafe) public static var minPixels =
         Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_F4_MIN_PIXELS"] ?? "") ?? 256
+    /// Whether 4x4 maps (one F(4x4) tile per image) take F(4x4) too, below `minPixels`: there
+    /// F(2x2)'s 4 tiles per image leave rows of 2 tiles to its transforms' scalar tails. Width 64,
+    /// batch 64, 2 threads, an AVX2 machine (session 12), the 512-channel 4x4 layer: forward
+    /// 27.0-31.4 ms with F(4x4) against 35.3-38.1 with F(2x2), dX 27.1-32.2 against 36.1-41.6.
+    /// `MCL_WINOGRAD_F4_SINGLE_TILE=0` keeps them on F(2x2).
+    nonisolated(unsafe) public static var singleTile = ProcessInfo.processInfo.environment["MCL_WINOGRAD_F4_SINGLE_TILE"] != "0"
 
     /// Whether a Winograd layer's forward and dX use F(4x4) on an h x w input.
     public static func applies(h: Int, w: Int) -> Bool {
-        enabled && h % 4 == 0 && w % 4 == 0 && h * w >= minPixels
+        enabled && h % 4 == 0 && w % 4 == 0 && (h * w >= minPixels || (singleTile && h == 4 && w == 4))
+    }
+
+    /// `MCL_WINOGRAD_F4_DW=0` keeps the weight gradient on F(2x2) everywhere.
+    nonisolated(unsafe) public static var weightGradientEnabled = ProcessInfo.processInfo.environment["MCL_WINOGRAD_F4_DW"] != "0"
+    /// Fewest output pixels per image for F(4x4)'s weight gradient: 8x8 and up. Width 64, batch 64,
+    /// 2 threads, an AVX2 machine (session 12), dW over the same run's forward time (the forward
+    /// unchanged, so the ratio cancels the machine's drift): 256 channels 8x8 0.81-0.99 with
+    /// F(4x4), 1.02-1.13 with F(2x2); 512 channels 4x4 1.37-1.80 against 1.14-1.43 (one tile per
+    /// image: K = 32 tiles per GEMM, each accumulating a 512 x 512 dU 36 times).
+    nonisolated(unsafe) public static var weightGradientMinPixels =
+        Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_F4_DW_MIN_PIXELS"] ?? "") ?? 64
+
+    /// Whether a Winograd layer's weight gradient uses F(4x4) on an h x w input.
+    public static func appliesToWeightGradient(h: Int, w: Int) -> Bool {
+        enabled && weightGradientEnabled && h % 4 == 0 && w % 4 == 0 && h * w >= weightGradientMinPixels
     }
 }

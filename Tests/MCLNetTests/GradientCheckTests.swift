@@ -83,12 +83,14 @@ final class GradientCheckTests: XCTestCase {
         let savedBlock = Winograd.blockFloats, savedThreads = Threads.count, savedMin = Winograd.minChannels
         let savedDWBlock = Winograd.weightGradientBlockFloats, savedDWTiles = Winograd.weightGradientMinTiles
         Winograd.weightGradientMinTiles = 1
-        let savedWinograd = Conv2d.winograd, available = DirectConv.isa
+        let savedWinograd = Conv2d.winograd, available = DirectConv.isa, savedF4DW = Winograd4.weightGradientEnabled
         Winograd.minChannels = 8
+        Winograd4.weightGradientEnabled = false  // F(2x2)'s dW here; F(4x4)'s in testWinograd4MatchesIm2col
         let savedDirect = DirectConv.enabled
         DirectConv.enabled = false  // rows of 32 would take the direct kernels
         defer {
             Winograd.blockFloats = savedBlock; Threads.set(savedThreads); Conv2d.winograd = savedWinograd
+            Winograd4.weightGradientEnabled = savedF4DW
             Winograd.weightGradientBlockFloats = savedDWBlock; Winograd.weightGradientMinTiles = savedDWTiles
             Winograd.minChannels = savedMin; DirectConv.force(isa: available)
             DirectConv.enabled = savedDirect
@@ -129,21 +131,28 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
-    /// Winograd F(4x4, 3x3) forward and dX (with and without accumulate; dW stays on F(2x2))
-    /// against im2col + GEMM, for sizes from 4x4 to 4x48 (tiles touching one, two or all four
-    /// borders; rows of 1 to 12 tiles, the AVX-512 column pass taking 8 at a time), blocks of one tile row up to everything, 1 and 2 threads; and against F(2x2).
+    /// Winograd F(4x4, 3x3) forward, dW and dX (with and without accumulate) against im2col +
+    /// GEMM, for sizes from 4x4 to 4x48 (tiles touching one, two or all four borders; rows of 1 to
+    /// 12 tiles, the column passes taking 8, then 4 at a time, then one), blocks of one tile row up
+    /// to everything, 1 and 2 threads; and F(2x2) (forward, dX and dW) against im2col too.
     /// F(4x4)'s float32 error is larger (points ±2, scales 1/24): bounded at 2e-5 of the largest value.
     func testWinograd4MatchesIm2col() {
         let savedBlock = Winograd.blockFloats, savedThreads = Threads.count, savedMin = Winograd.minChannels
         let savedWinograd = Conv2d.winograd, savedF4 = Winograd4.enabled, savedPixels = Winograd4.minPixels
+        let savedDWPixels = Winograd4.weightGradientMinPixels, savedF4DW = Winograd4.weightGradientEnabled
+        let savedDWBlock = Winograd.weightGradientBlockFloats, savedDWTiles = Winograd.weightGradientMinTiles
         let available = DirectConv.isa
         Winograd.minChannels = 8
         Winograd4.minPixels = 16
+        Winograd4.weightGradientMinPixels = 16; Winograd4.weightGradientEnabled = true
+        Winograd.weightGradientMinTiles = 1
         let savedDirect = DirectConv.enabled
         DirectConv.enabled = false  // rows of 32 would take the direct kernels
         defer {
             Winograd.blockFloats = savedBlock; Threads.set(savedThreads); Conv2d.winograd = savedWinograd
             Winograd.minChannels = savedMin; Winograd4.enabled = savedF4; Winograd4.minPixels = savedPixels
+            Winograd4.weightGradientMinPixels = savedDWPixels; Winograd4.weightGradientEnabled = savedF4DW
+            Winograd.weightGradientBlockFloats = savedDWBlock; Winograd.weightGradientMinTiles = savedDWTiles
             DirectConv.force(isa: available)
             DirectConv.enabled = savedDirect
         }
@@ -155,7 +164,7 @@ final class GradientCheckTests: XCTestCase {
         for (cin, cout, n, h, w) in [(8, 4, 3, 4, 4), (9, 16, 2, 8, 12), (16, 8, 3, 8, 8), (12, 12, 1, 12, 8), (64, 64, 2, 16, 16),
                                      (8, 4, 1, 8, 32), (8, 8, 2, 4, 48)] {
             for (block, threads) in [(1, 1), (1, 2), (1 << 20, 2), (36 * 16 * 3, 2)] {
-                Winograd.blockFloats = block; Threads.set(threads)
+                Winograd.blockFloats = block; Winograd.weightGradientBlockFloats = block; Threads.set(threads)
                 let store = ParameterStore()
                 let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: 3, stride: 1, pad: 1)
                 store.finalize()
@@ -163,26 +172,35 @@ final class GradientCheckTests: XCTestCase {
                 let x = FloatBuffer(count: cin * n * h * w); x.copy(from: randn(x.count))
                 let dy = FloatBuffer(count: cout * n * h * w); dy.copy(from: randn(dy.count))
                 let dx0 = randn(x.count)
-                var results: [[Float]] = []
+                var results: [[[Float]]] = []
                 for (wino, f4) in [(false, false), (true, true), (true, false)] {
                     Conv2d.winograd = wino; Winograd4.enabled = f4
-                    XCTAssertEqual(conv.algorithm(h: h, w: w), !wino ? "im2col" : f4 ? "wino4/2" : "winograd")
+                    XCTAssertEqual(conv.algorithm(h: h, w: w), !wino ? "im2col" : f4 ? "wino4" : "winograd")
                     let ws = Workspace()
                     let y = FloatBuffer(count: cout * n * h * w)
                     conv.forward(x.ptr, n: n, h: h, w: w, y.ptr, ws: ws)
                     // The transformed kernels: 36 planes for F(4x4), 16 for F(2x2).
                     XCTAssertEqual(ws.capacity(of: "wino.u"), !wino ? 0 : (f4 ? 36 : 16) * cout * cin)
+                    store.zeroGrads()
+                    conv.backwardWeights(x.ptr, n: n, h: h, w: w, dy: dy.ptr, ws: ws)
+                    // dW's scratch: F(4x4)'s when it ran, F(2x2)'s otherwise.
+                    XCTAssertEqual(ws.capacity(of: "wino4.dw") > 0, wino && f4)
+                    XCTAssertEqual(ws.capacity(of: "wino.dw") > 0, wino && !f4)
                     let dx = FloatBuffer(count: x.count)
                     conv.backwardData(dy.ptr, n: n, h: h, w: w, dx: dx.ptr, accumulate: false, ws: ws)
                     let dxAcc = FloatBuffer(count: x.count); dxAcc.copy(from: dx0)
                     conv.backwardData(dy.ptr, n: n, h: h, w: w, dx: dxAcc.ptr, accumulate: true, ws: ws)
-                    results.append(y.array + dx.array + dxAcc.array)
+                    results.append([y.array, store.grads.array, dx.array, dxAcc.array])
                 }
-                let scale = results[0].reduce(Float(0)) { max($0, abs($1)) }
+                // Each of y, dW, dX, dX += against im2col's, relative to its own largest value.
                 for (other, bound): (Int, Float) in [(1, 2e-5), (2, 2e-6)] {
-                    var worst: Float = 0
-                    for i in 0..<results[0].count { worst = max(worst, abs(results[0][i] - results[other][i])) }
-                    XCTAssertLessThan(worst / scale, bound, "\(other == 1 ? "F(4x4)" : "F(2x2)") cin \(cin) cout \(cout) n \(n) \(h)x\(w) block \(block) threads \(threads) isa \(level)")
+                    for (part, name) in ["y", "dW", "dX", "dX+="].enumerated() {
+                        let ref = results[0][part], got = results[other][part]
+                        let scale = ref.reduce(Float(0)) { max($0, abs($1)) }
+                        var worst: Float = 0
+                        for i in 0..<ref.count { worst = max(worst, abs(ref[i] - got[i])) }
+                        XCTAssertLessThan(worst / scale, bound, "\(other == 1 ? "F(4x4)" : "F(2x2)") \(name) cin \(cin) cout \(cout) n \(n) \(h)x\(w) block \(block) threads \(threads) isa \(level)")
+                    }
                 }
             }
         }
@@ -290,18 +308,20 @@ final class GradientCheckTests: XCTestCase {
     }
 
     /// With the direct dW limited to 16 channels (`MCL_DIRECT_DW_MAX_CHANNELS=16`), a 32-channel
-    /// 16x16 layer runs direct forward and dX but Winograd's dW ("dir/wino"); its output and
-    /// gradients equal im2col + GEMM's, and a 16-channel layer keeps the direct dW.
+    /// 16x16 layer runs direct forward and dX but Winograd's dW ("dir/wino", F(4x4) or F(2x2));
+    /// its output and gradients equal im2col + GEMM's, and a 16-channel layer keeps the direct dW.
     func testDirectLayerWithWinogradWeightGradient() {
         guard DirectConv.isa > 0 else { return print("direct convolution: no AVX2 on this CPU") }
         let savedWinograd = Conv2d.winograd, savedEnabled = DirectConv.enabled, savedMax = DirectConv.maxChannels
-        let savedDW = DirectConv.maxWeightGradientChannels
+        let savedDW = DirectConv.maxWeightGradientChannels, savedF4DW = Winograd4.weightGradientEnabled
         defer {
             Conv2d.winograd = savedWinograd; DirectConv.enabled = savedEnabled; DirectConv.maxChannels = savedMax
-            DirectConv.maxWeightGradientChannels = savedDW
+            DirectConv.maxWeightGradientChannels = savedDW; Winograd4.weightGradientEnabled = savedF4DW
         }
         DirectConv.maxChannels = 32
         DirectConv.maxWeightGradientChannels = 16
+        for f4 in [false, true] {
+        Winograd4.weightGradientEnabled = f4
         for (cin, cout, expected) in [(32, 32, "dir/wino"), (16, 16, "direct"), (16, 32, "dir/wino")] {
             let n = 2, h = 16, w = 16
             let store = ParameterStore()
@@ -319,9 +339,13 @@ final class GradientCheckTests: XCTestCase {
                 conv.forward(x.ptr, n: n, h: h, w: w, y.ptr, ws: ws)
                 store.zeroGrads()
                 conv.backward(x.ptr, n: n, h: h, w: w, dy: dy.ptr, dx: dx.ptr, ws: ws)
+                if fast && expected == "dir/wino" { XCTAssertEqual(ws.capacity(of: "wino4.dw") > 0, f4) }
                 results.append(y.array + store.grads.array + dx.array)
             }
-            XCTAssertLessThan(maxRelErr(results[0], results[1]), 2e-6, "\(cin)->\(cout) \(expected)")
+            // F(4x4)'s float32 rounding is larger (as in testWinograd4MatchesIm2col).
+            let bound = f4 && expected == "dir/wino" ? 2e-5 : 2e-6
+            XCTAssertLessThan(maxRelErr(results[0], results[1]), bound, "\(cin)->\(cout) \(expected) F(4x4) dW \(f4)")
+        }
         }
     }
 

@@ -77,14 +77,19 @@ void mcl_wino2_grad(const float *dy, int channels, int n, int h, int w, int r0, 
 void mcl_wino4_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad);
 void mcl_wino4_output(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb, float *y,
                       int accumulate, float *tmp);
+/* dW's gradient transform for F(4x4): dy -> m[36][channels][tb], m = A dY A^T per tile (the adjoint
+ * of the output transform; `tmp`: 6 * w floats). */
+void mcl_wino4_grad(const float *dy, int channels, int n, int h, int w, int r0, int r1, float *m, int tb, float *tmp);
 
 /* Winograd weight transforms, rows [r0, r1) of U (rows = cout, or cin with `flip`): U[e][r][c] =
  * (G g G^T)[e] with g = w[r][c] ([cout][cin][3][3]), or with `flip` the flipped w[c][r] (the
  * kernel of dX); tile = 2 (16 planes) or 4 (36 planes). */
 void mcl_wino_weights(const float *w, int cout, int cin, int flip, int tile, float *u, int r0, int r1);
 /* dw[idx][0..<9] += G^T D G with D[e] = sum over k < workers of du[k * stride + e * plane + idx]
- * (in order), for idx in [i0, i1): the F(2x2) weight gradient from its 16 planes. */
-void mcl_wino2_weight_grad(const float *du, long stride, int workers, long plane, long i0, long i1, float *dw);
+ * (in order), for idx in [i0, i1): the weight gradient from its (tile + 2)^2 planes (tile 2:
+ * F(2x2)'s 16, tile 4: F(4x4)'s 36). */
+void mcl_wino_weight_grad(const float *du, long stride, int workers, long plane, long i0, long i1, int tile,
+                          float *dw);
 
 /* BatchNorm passes over one channel's m values (batchnorm.c). backward_sums: with `relu` (the
  * layer's output, or NULL) dy is masked in place where relu <= 0; *sd = sum dy, *sdx = sum dy (x - mu).
