@@ -51,13 +51,15 @@ public enum DirectConv {
             && (h == 32 || h == 16) && h >= stride2MinInput
     }
 
-    /// Smallest input side for the stride-2 kernels: 32 by default. On 16x16 inputs (8x8 outputs,
-    /// `MCL_DIRECT_CONV_S2_MIN=16`) they were not faster than im2col in the runs on the AVX2
-    /// machine (width 16 32->64: forward 20.0-20.2 vs 19.3-26.5 ms, dX 19.8-21.1 vs 15.7-23.8;
-    /// width 64 128->256: forward 58-71 vs 61-62, dX 61-72 vs 46-55), so they are kept for
-    /// measurement on other machines (and tested) but not taken by default.
+    /// Smallest input side for the stride-2 kernels: 16 (32x32 and 16x16 inputs) by default;
+    /// `MCL_DIRECT_CONV_S2_MIN=32` keeps 16x16 inputs on im2col. Session 11's runs on the AVX2
+    /// machine, in its slow phases, had them no faster than im2col (width 16 32->64: forward
+    /// 20.0-20.2 vs 19.3-26.5 ms); session 12, the same machine type calm (sgemm peak 69-74
+    /// GFLOPS in every run), alternating: width 16 batch 256 32->64 forward 9.8-10.1 ms vs
+    /// 13.1-14.1, dX 10.1-11.4 vs 13.6-14.4; width 64 batch 64 128->256 forward 38.3-40.2 vs
+    /// 45.3-45.5, dX 34.5-37.5 vs 42.4-42.7.
     nonisolated(unsafe) public static var stride2MinInput =
-        Int(ProcessInfo.processInfo.environment["MCL_DIRECT_CONV_S2_MIN"] ?? "") ?? 32
+        Int(ProcessInfo.processInfo.environment["MCL_DIRECT_CONV_S2_MIN"] ?? "") ?? 16
 
     static func applies(kernel: Int, stride: Int, pad: Int, cin: Int, cout: Int, w: Int) -> Bool {
         enabled && isa > 0 && kernel == 3 && stride == 1 && pad == 1 && (w == 16 || w == 32)

@@ -294,7 +294,10 @@ final class GradientCheckTests: XCTestCase {
         let savedThreads = Threads.count, savedMin = DirectConv.stride2MinInput
         defer { Threads.set(savedThreads); DirectConv.force(isa: available); DirectConv.stride2MinInput = savedMin }
         DirectConv.force(isa: 1)
-        XCTAssertFalse(DirectConv.appliesStride2(kernel: 3, stride: 2, pad: 1, h: 16, w: 16), "16x16 inputs: off by default")
+        XCTAssertTrue(DirectConv.appliesStride2(kernel: 3, stride: 2, pad: 1, h: 16, w: 16), "16x16 inputs: on by default")
+        DirectConv.stride2MinInput = 32
+        XCTAssertFalse(DirectConv.appliesStride2(kernel: 3, stride: 2, pad: 1, h: 16, w: 16), "MCL_DIRECT_CONV_S2_MIN=32")
+        XCTAssertFalse(DirectConv.appliesStride2(kernel: 3, stride: 2, pad: 1, h: 8, w: 8), "no 8x8-input kernels")
         DirectConv.stride2MinInput = 16
         for (cin, cout, n, h) in [(16, 32, 2, 32), (5, 16, 3, 32), (7, 11, 1, 32), (3, 4, 2, 32), (32, 14, 2, 32), (8, 40, 1, 32),
                                   (32, 64, 2, 16), (9, 16, 3, 16), (4, 11, 2, 16), (12, 2, 1, 16)] {
