@@ -176,6 +176,35 @@ rows=$(grep -cE "^\| (msp|odin T=1000 eps=0.0014|mahalanobis|rotation) \| [0-9]"
 if [ $rc -eq 0 ] && grep -q "train.init: [0-9]* tensors from $ck" <<< "$out" && [ "$rows" = 4 ] && grep -q '"loss_rotation"' "$W/ce/metrics.jsonl"; then
   ok baseline-run "ce-rotation from the MCL encoder, 2 ranks: 4 scorer rows; $(grep -E '^\| msp' "$W/ce/eval/report.md")"
 else fail baseline-run "exit $rc, $rows scorer rows: $(echo "$out" | tail -3)"; fi
+# evaluate with every post-hoc scorer on 1 rank and on 2 ranks: byte-identical report and score
+# files. Each rank scores whole passes (batch / 4 images) and encodes the Mahalanobis training
+# features in whole upright forwards, so its GEMMs see a single rank's batches (20 test images,
+# 8 OOD and 16 training images: unaligned halves would split passes of 8 and of 32).
+$BIN data prepare /usr/share/datasets/fashion-mnist --split test --classes 0,1,2,3,4,5 --limit 20 --out "$W/test20.mcld" >/dev/null \
+  || fail prepare-test20 "data prepare of the 20-image test set failed"
+ckce=$(ls "$W/ce/checkpoints/"*.safetensors 2>/dev/null | tail -1)
+$BIN evaluate --config "$W/ce.yaml" --checkpoint "$ckce" --test "$W/test20.mcld" --out "$W/ev-one" >/dev/null 2>&1; r1=$?
+$MPI $BIN evaluate --config "$W/ce.yaml" --checkpoint "$ckce" --test "$W/test20.mcld" --out "$W/ev-two" >/dev/null 2>&1; r2=$?
+files="report.json"; for t in 4way-wavg msp odin mahalanobis rotation; do files="$files scores-$t-in.txt scores-$t-fmnist69.txt"; done
+same=0; for f in $files; do cmp -s "$W/ev-one/$f" "$W/ev-two/$f" && same=$((same + 1)); done
+# On a difference: the largest relative one over the score files (missing files are named).
+diff=$(python3 - "$W/ev-one" "$W/ev-two" $files <<'PY'
+import os, sys
+a, b, names = sys.argv[1], sys.argv[2], sys.argv[4:]
+worst, missing = 0.0, []
+for n in names:
+    try:
+        x = [float(v) for v in open(os.path.join(a, n))]; y = [float(v) for v in open(os.path.join(b, n))]
+        worst = max([worst] + [abs(p - q) / max(1.0, abs(p)) for p, q in zip(x, y)] + ([float("inf")] if len(x) != len(y) else []))
+    except OSError:
+        missing.append(n)
+print("largest relative score difference %.1e%s" % (worst, "; missing: " + " ".join(missing) if missing else ""))
+PY
+)
+rows=$(grep -cE "^\| (msp|odin T=1000 eps=0.0014|mahalanobis|rotation) \| [0-9]" "$W/ev-one/report.md" 2>/dev/null)
+if [ $r1 -eq 0 ] && [ $r2 -eq 0 ] && [ "$rows" = 4 ] && [ $same = 11 ]; then
+  ok posthoc-ranks "evaluate with sei, msp, odin, mahalanobis, rotation on 20 test / 8 OOD images: 1 rank and 2 ranks give byte-identical report.json and 10 score files"
+else fail posthoc-ranks "exits $r1 $r2, $rows scorer rows, $same of 11 files identical: $diff"; fi
 
 # 6. `mcl-dist metrics` agrees with the golden metrics on the golden scores
 GD=${MCL_GOLDEN_DIR:-$(cd "$(dirname "$0")/.." && pwd)/Tests/golden}

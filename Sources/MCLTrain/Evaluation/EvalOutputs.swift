@@ -59,6 +59,25 @@ public func writeEvalOutputs(_ outcome: EvalOutcome, report: EvalReport, directo
     return written
 }
 
+/// `scores-<scorer>-in.txt` and `scores-<scorer>-<ood>.txt` of every post-hoc scorer (msp, odin,
+/// mahalanobis, rotation), as the SEI score files: one score per line, higher = more
+/// in-distribution. Returns the paths written.
+func writeScorerScoreFiles(_ scores: [ScorerScores], oodNames: [String], directory: String) throws -> [String] {
+    let fileNames = uniqueFileNames(oodNames)
+    var written: [String] = []
+    for s in scores {
+        let inPath = directory + "/scores-\(s.tag)-in.txt"
+        try writeScoreFile(s.inScores, to: inPath)
+        written.append(inPath)
+        for (k, o) in s.ood.enumerated() {
+            let path = directory + "/scores-\(s.tag)-\(fileNames[k]).txt"
+            try writeScoreFile(o, to: path)
+            written.append(path)
+        }
+    }
+    return written
+}
+
 /// File-safe, pairwise distinct names for the OOD sets, none equal to "in".
 func uniqueFileNames(_ names: [String]) -> [String] {
     var used: Set<String> = ["in"]

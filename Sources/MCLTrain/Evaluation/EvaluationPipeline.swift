@@ -112,14 +112,16 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
     let oodViews = ood.map { (name: $0.name, views: encodeSet("OOD set '\($0.name)' \($0.data.path)", $0.data)) }
     let heldViews = heldIdx.isEmpty ? nil : encodeSet("\(heldIdx.count) held-out training images (detector threshold)", train, heldIdx)
 
-    // The post-hoc scorers (MSP, ODIN, Mahalanobis, rotation) on the upright images.
+    // The post-hoc scorers (MSP, ODIN, Mahalanobis, rotation) on the upright images, each rank's
+    // shard whole scoring passes (and the Mahalanobis training features whole upright forwards),
+    // so that every score is bitwise a single rank's.
     let posthoc = options.scorers.filter { $0 != .sei }
     var scored: (test: ScoredSet, ood: [(name: String, set: ScoredSet)], train: [Float])? = nil
     if !posthoc.isEmpty {
         let width = ScorerColumns(featureDim: model.config.featureDim).width
         func scoreSet(_ what: String, _ d: PackedDataset) -> ScoredSet {
             let idx = evalSubset(labels: d.labels, limit: options.testLimit)
-            let mine = evalShard(count: idx.count, rank: rank, size: size)
+            let mine = evalShard(count: idx.count, rank: rank, size: size, align: scoringImagesPerPass(batch: options.batch))
             let t0 = ProcessStats.now()
             let local = scoreImages(model: model, dataset: d, indices: idx[mine], scorers: posthoc,
                                     odinTemperature: options.odinTemperature, odinEpsilon: options.odinEpsilon, batch: options.batch)
@@ -132,7 +134,9 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
         let oodSets = ood.map { (name: $0.name, set: scoreSet("OOD set '\($0.name)'", $0.data)) }
         var trainBackbone: [Float] = []
         if posthoc.contains(.mahalanobis) {
-            let local = encodeTrainingFeatures(model: model, dataset: train, indices: trainIdx[trainMine], rotations: 1,
+            let upright = evalShard(count: trainIdx.count, rank: rank, size: size,
+                                    align: imagesPerForward(batch: options.batch, viewsPerImage: 1))
+            let local = encodeTrainingFeatures(model: model, dataset: train, indices: trainIdx[upright], rotations: 1,
                                                flipped: false, kind: .backbone, batch: options.batch)
             trainBackbone = comm.allgatherv(local)
         }
@@ -170,14 +174,16 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
             var r = makeEvalReport(outcome, checkpoint: checkpoint, configText: configText,
                                    inDistribution: options.inDistributionName ?? datasetName(test, fallback: "test"),
                                    feature: kind, extraWarnings: extra)
+            var scorerScores: [ScorerScores] = []
             if let scored {
-                let (rows, warnings) = try scorerRows(posthoc, test: scored.test, testLabels: testIdx.map { Int(test.labels[$0]) },
+                let (rows, warnings, scores) = try scorerRows(posthoc, test: scored.test, testLabels: testIdx.map { Int(test.labels[$0]) },
                                                       ood: scored.ood, trainFeatures: scored.train,
                                                       trainLabels: trainIdx.map { Int(train.labels[$0]) }, numClasses: train.numClasses,
                                                       featureDim: model.config.featureDim, ridge: options.ridge,
                                                       odinTemperature: options.odinTemperature, odinEpsilon: options.odinEpsilon)
                 r.rows += rows
                 r.warnings += warnings
+                scorerScores = scores
             }
             for row in r.rows {
                 var line = "eval: " + row.label.padding(toLength: 12, withPad: " ", startingAt: 0)
@@ -191,6 +197,7 @@ public func runEvaluation(model: ResNetModel, comm: Communicator, train: PackedD
             say("eval: default row \(outcome.defaultResult.row.label)")
             if let outDir {
                 var files = try writeEvalOutputs(outcome, report: r, directory: outDir)
+                files += try writeScorerScoreFiles(scorerScores, oodNames: outcome.oodNames, directory: outDir)
                 if let heldViews {
                     if FileManager.default.fileExists(atPath: checkpoint) {
                         let detector = try fitDetector(outcome, heldOut: heldViews, options: options, checkpoint: checkpoint,

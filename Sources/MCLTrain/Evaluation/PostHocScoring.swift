@@ -63,13 +63,18 @@ func odinScores(model: ResNetModel, images: UnsafePointer<Float>, count n: Int, 
     return (score, pred)
 }
 
-/// This rank's scorer outputs for images `indices` of `dataset`: [indices.count, columns.width].
+/// Images per forward pass of `scoreImages` (the rotation scorer forwards 4 views of each):
+/// ranks' shards start on multiples of it so that their passes are a single rank's.
+func scoringImagesPerPass(batch: Int) -> Int { max(1, batch / 4) }
+
+/// This rank's scorer outputs for images `indices` of `dataset`: [indices.count, columns.width],
+/// in passes of `scoringImagesPerPass(batch:)` images from the first.
 func scoreImages(model: ResNetModel, dataset: PackedDataset, indices: ArraySlice<Int>, scorers: [Scorer],
                  odinTemperature: Double, odinEpsilon: Double, batch: Int) -> [Float] {
     let cols = ScorerColumns(featureDim: model.config.featureDim)
     let W = cols.width, K = model.config.classes, fd = model.config.featureDim
     var out = [Float](repeating: 0, count: indices.count * W)
-    let step = max(1, batch / 4)
+    let step = scoringImagesPerPass(batch: batch)
     var pos = indices.startIndex, row = 0
     while pos < indices.endIndex {
         let end = min(pos + step, indices.endIndex)
@@ -126,40 +131,47 @@ struct ScoredSet {
     }
 }
 
+/// One post-hoc scorer's per-image scores (higher = more in-distribution): `tag` names its score
+/// files (`scores-<tag>-in.txt`, `scores-<tag>-<ood>.txt`), `ood` is in the order of the OOD sets.
+struct ScorerScores {
+    var tag: String
+    var inScores: [Double]
+    var ood: [[Double]]
+}
+
 /// The report rows of the requested post-hoc scorers (besides SEI), in the order of `Scorer.allCases`:
-/// accuracy of the prediction each scorer makes and the OOD metrics per set.
+/// accuracy of the prediction each scorer makes and the OOD metrics per set, and the scores themselves.
 func scorerRows(_ scorers: [Scorer], test: ScoredSet, testLabels: [Int], ood: [(name: String, set: ScoredSet)],
                 trainFeatures: [Float], trainLabels: [Int], numClasses: Int, featureDim: Int, ridge: Double,
-                odinTemperature: Double, odinEpsilon: Double) throws -> (rows: [EvalRow], warnings: [String]) {
-    var rows: [EvalRow] = [], warnings: [String] = []
-    func row(_ name: String, _ score: (ScoredSet) -> [Double], _ pred: [Int]?) {
-        let inScores = score(test)
-        let entries = ood.map { OODEntry(name: $0.name, metrics: oodMetrics(inScores: inScores, oodScores: score($0.set))) }
+                odinTemperature: Double, odinEpsilon: Double) throws -> (rows: [EvalRow], warnings: [String], scores: [ScorerScores]) {
+    var rows: [EvalRow] = [], warnings: [String] = [], scores: [ScorerScores] = []
+    func row(_ name: String, tag: String, _ inScores: [Double], _ oodScores: [[Double]], _ pred: [Int]?) {
+        let entries = zip(ood, oodScores).map { OODEntry(name: $0.name, metrics: oodMetrics(inScores: inScores, oodScores: $1)) }
         let acc = pred.map { accuracy(pred: $0, labels: testLabels) } ?? .nan
         var r = EvalRow(views: 1, aggregation: "none", accuracy: acc, ood: entries)
         r.method = name
         rows.append(r)
+        scores.append(ScorerScores(tag: tag, inScores: inScores, ood: oodScores))
+    }
+    func row(_ name: String, tag: String, _ score: (ScoredSet) -> [Double], _ pred: [Int]?) {
+        row(name, tag: tag, score(test), ood.map { score($0.set) }, pred)
     }
     func preds(_ s: ScoredSet, _ c: Int) -> [Int] { s.column(c).map { Int($0) } }
     for s in scorers {
         switch s {
         case .sei: continue
-        case .msp: row("msp", { $0.column(ScorerColumns.logMSP) }, preds(test, ScorerColumns.mspPred))
+        case .msp: row("msp", tag: "msp", { $0.column(ScorerColumns.logMSP) }, preds(test, ScorerColumns.mspPred))
         case .odin:
-            row(String(format: "odin T=%g eps=%g", odinTemperature, odinEpsilon), { $0.column(ScorerColumns.logODIN) },
+            row(String(format: "odin T=%g eps=%g", odinTemperature, odinEpsilon), tag: "odin", { $0.column(ScorerColumns.logODIN) },
                 preds(test, ScorerColumns.odinPred))
-        case .rotation: row("rotation", { $0.column(ScorerColumns.rotation) }, preds(test, ScorerColumns.mspPred))
+        case .rotation: row("rotation", tag: "rotation", { $0.column(ScorerColumns.rotation) }, preds(test, ScorerColumns.mspPred))
         case .mahalanobis:
             let g = try TiedGaussian(features: trainFeatures, labels: trainLabels, numClasses: numClasses, dim: featureDim, ridge: ridge)
             warnings += g.gaussians.warnings
             let testScores = g.scores(test.features(dim: featureDim), count: test.count)
-            var cache: [String: [Double]] = [:]
-            for o in ood { cache[o.name] = g.scores(o.set.features(dim: featureDim), count: o.set.count).score }
-            let entries = ood.map { OODEntry(name: $0.name, metrics: oodMetrics(inScores: testScores.score, oodScores: cache[$0.name]!)) }
-            var r = EvalRow(views: 1, aggregation: "none", accuracy: accuracy(pred: testScores.pred, labels: testLabels), ood: entries)
-            r.method = "mahalanobis"
-            rows.append(r)
+            let oodScores = ood.map { g.scores($0.set.features(dim: featureDim), count: $0.set.count).score }
+            row("mahalanobis", tag: "mahalanobis", testScores.score, oodScores, testScores.pred)
         }
     }
-    return (rows, warnings)
+    return (rows, warnings, scores)
 }
