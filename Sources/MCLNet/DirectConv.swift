@@ -38,28 +38,34 @@ public enum DirectConv {
 
     public static var isaName: String { ["none", "avx2", "avx512"][isa] }
 
-    /// The stride-2 kernels (`direct_conv_s2.c`: 3x3 stride 2 pad 1, 32x32 or 16x16 inputs) on AVX2
-    /// machines, unless `MCL_DIRECT_CONV_S2=0`. Not on AVX-512 machines: there im2col + the
-    /// AVX-512 GEMM has not been compared with them (the tests force the AVX2 level to check them).
+    /// The stride-2 kernels (`direct_conv_s2.c`, AVX2 + FMA: 3x3 stride 2 pad 1, 32x32 or 16x16
+    /// inputs), unless `MCL_DIRECT_CONV_S2=0`; on AVX-512 machines too, on 32x32 inputs only
+    /// (`stride2MinInput`).
     nonisolated(unsafe) public static var stride2Enabled = ProcessInfo.processInfo.environment["MCL_DIRECT_CONV_S2"] != "0"
 
     /// Forward and dX at any channel count; dW up to `maxWeightGradientChannels` (width 64, batch
     /// 64, 64 -> 128 channels: forward 36.0-36.1 ms vs im2col 44.8-49.3, dX 35.8-37.9 vs 42.0-42.3,
     /// but dW 58.0-60.6 vs 41.8-57.0; width 16, 16 -> 32: 9.6 / 11.6 / 9.5 ms vs 14.4 / 20.9 / 13.7).
     static func appliesStride2(kernel: Int, stride: Int, pad: Int, h: Int, w: Int) -> Bool {
-        enabled && stride2Enabled && isa == 1 && kernel == 3 && stride == 2 && pad == 1 && h == w
+        enabled && stride2Enabled && isa >= 1 && kernel == 3 && stride == 2 && pad == 1 && h == w
             && (h == 32 || h == 16) && h >= stride2MinInput
     }
 
-    /// Smallest input side for the stride-2 kernels: 16 (32x32 and 16x16 inputs) by default;
-    /// `MCL_DIRECT_CONV_S2_MIN=32` keeps 16x16 inputs on im2col. Session 11's runs on the AVX2
-    /// machine, in its slow phases, had them no faster than im2col (width 16 32->64: forward
-    /// 20.0-20.2 vs 19.3-26.5 ms); session 12, the same machine type calm (sgemm peak 69-74
-    /// GFLOPS in every run), alternating: width 16 batch 256 32->64 forward 9.8-10.1 ms vs
-    /// 13.1-14.1, dX 10.1-11.4 vs 13.6-14.4; width 64 batch 64 128->256 forward 38.3-40.2 vs
-    /// 45.3-45.5, dX 34.5-37.5 vs 42.4-42.7.
-    nonisolated(unsafe) public static var stride2MinInput =
-        Int(ProcessInfo.processInfo.environment["MCL_DIRECT_CONV_S2_MIN"] ?? "") ?? 16
+    /// Smallest input side for the stride-2 kernels: 16 (32x32 and 16x16 inputs) on AVX2 machines,
+    /// 32 on AVX-512 machines; `MCL_DIRECT_CONV_S2_MIN` (`stride2MinInputSetting`) sets it.
+    /// AVX2 (AMD EPYC family 23): session 11's runs, in the machine's slow phases, had the 16x16
+    /// kernels no faster than im2col (width 16 32->64: forward 20.0-20.2 vs 19.3-26.5 ms);
+    /// session 12, the same machine type calm (sgemm peak 69-74 GFLOPS in every run),
+    /// alternating: width 16 batch 256 32->64 forward 9.8-10.1 ms vs 13.1-14.1, dX 10.1-11.4 vs
+    /// 13.6-14.4; width 64 batch 64 128->256 forward 38.3-40.2 vs 45.3-45.5, dX 34.5-37.5 vs
+    /// 42.4-42.7. AVX-512 (AMD EPYC family 25, session 13, against im2col + oneDNN's AVX-512
+    /// GEMM): width 16 batch 256 16->32 (32x32) forward / dX / dW 5.4 / 4.8 / 4.7 ms vs 5.6 /
+    /// 8.2 / 5.7, but 32->64 (16x16) 6.7-6.8 / 5.5-5.6 vs 4.6 / 4.9 (dW on im2col either way);
+    /// width 64 batch 64 64->128 forward 13.3 vs 13.4, dX 15.1 vs 16.0, and 128->256 (16x16)
+    /// forward 21.4 vs 13.0.
+    nonisolated(unsafe) public static var stride2MinInputSetting =
+        Int(ProcessInfo.processInfo.environment["MCL_DIRECT_CONV_S2_MIN"] ?? "")
+    static var stride2MinInput: Int { stride2MinInputSetting ?? (isa == 2 ? 32 : 16) }
 
     static func applies(kernel: Int, stride: Int, pad: Int, cin: Int, cout: Int, w: Int) -> Bool {
         enabled && isa > 0 && kernel == 3 && stride == 1 && pad == 1 && (w == 16 || w == 32)

@@ -284,21 +284,28 @@ final class GradientCheckTests: XCTestCase {
         return worst / scale
     }
 
-    /// The stride-2 direct kernels (3x3 stride 2 pad 1, 32x32 -> 16x16 and 16x16 -> 8x8; AVX2, forced on an
-    /// AVX-512 machine) against im2col + GEMM: forward (= and +=), dW, dX (= and +=), channel
+    /// The stride-2 direct kernels (3x3 stride 2 pad 1, 32x32 -> 16x16 and 16x16 -> 8x8; AVX2, with the AVX2 level
+    /// forced on an AVX-512 machine; there the defaults are checked first) against im2col + GEMM: forward (= and +=), dW, dX (= and +=), channel
     /// counts that use the 6-channel blocks and both tails (4 and 2) and the dW tails (2 and 1),
     /// 1 and 2 threads; beyond 32 channels dW stays on im2col ("dir/im2col").
     func testDirectConvStride2MatchesIm2col() {
         let available = DirectConv.isa
         guard available > 0 else { return print("direct convolution: no AVX2 on this CPU") }
-        let savedThreads = Threads.count, savedMin = DirectConv.stride2MinInput
-        defer { Threads.set(savedThreads); DirectConv.force(isa: available); DirectConv.stride2MinInput = savedMin }
+        let savedThreads = Threads.count, savedMin = DirectConv.stride2MinInputSetting
+        defer { Threads.set(savedThreads); DirectConv.force(isa: available); DirectConv.stride2MinInputSetting = savedMin }
+        DirectConv.stride2MinInputSetting = nil
+        if available == 2 {
+            XCTAssertTrue(DirectConv.appliesStride2(kernel: 3, stride: 2, pad: 1, h: 32, w: 32), "AVX-512: 32x32 inputs by default")
+            XCTAssertFalse(DirectConv.appliesStride2(kernel: 3, stride: 2, pad: 1, h: 16, w: 16), "AVX-512: not 16x16 inputs by default")
+            XCTAssertLessThan(directVersusIm2col(cin: 16, cout: 32, stride: 2, n: 2, h: 32, w: 32, directName: "direct"), 2e-6,
+                              "stride 2 at the AVX-512 level")
+        }
         DirectConv.force(isa: 1)
-        XCTAssertTrue(DirectConv.appliesStride2(kernel: 3, stride: 2, pad: 1, h: 16, w: 16), "16x16 inputs: on by default")
-        DirectConv.stride2MinInput = 32
+        XCTAssertTrue(DirectConv.appliesStride2(kernel: 3, stride: 2, pad: 1, h: 16, w: 16), "AVX2: 16x16 inputs by default")
+        DirectConv.stride2MinInputSetting = 32
         XCTAssertFalse(DirectConv.appliesStride2(kernel: 3, stride: 2, pad: 1, h: 16, w: 16), "MCL_DIRECT_CONV_S2_MIN=32")
         XCTAssertFalse(DirectConv.appliesStride2(kernel: 3, stride: 2, pad: 1, h: 8, w: 8), "no 8x8-input kernels")
-        DirectConv.stride2MinInput = 16
+        DirectConv.stride2MinInputSetting = 16
         for (cin, cout, n, h) in [(16, 32, 2, 32), (5, 16, 3, 32), (7, 11, 1, 32), (3, 4, 2, 32), (32, 14, 2, 32), (8, 40, 1, 32),
                                   (32, 64, 2, 16), (9, 16, 3, 16), (4, 11, 2, 16), (12, 2, 1, 16)] {
             for threads in [1, 2] {
