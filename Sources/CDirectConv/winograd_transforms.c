@@ -3,6 +3,8 @@
 #include <string.h>
 #include <immintrin.h>
 
+long mcl_wino_plane(int channels, int tb) { return (long)channels * tb + 16; }
+
 /* The transforms of Winograd F(2x2, 3x3) (`MCLNet.Winograd`: input, output, and the gradient
  * transform of dW) and F(4x4, 3x3) (`MCLNet.Winograd4`: input and output), where the matrices
  * B^T, A^T are written out, on CNHW activations, for tile rows [r0, r1) of the n * h/T tile
@@ -171,7 +173,7 @@ static inline __attribute__((always_inline)) void cols4_grad(const float *tr, fl
 TARGET static void NAME(const float *x, int channels, int n, int h, int w, int r0, int r1,          \
                         float *v, int tb, float *pad) {                                              \
     const int nth = h / 2, ntw = w / 2, wp = w + 2;                                              \
-    const long plane = (long)channels * tb;                                                          \
+    const long plane = mcl_wino_plane(channels, tb);                                                          \
     float *t[4];                                                                                     \
     for (int i = 0; i < 4; i++) { t[i] = pad + i * wp; memset(t[i], 0, wp * sizeof(float)); }        \
     float *zero = pad + 4 * wp;                                                                      \
@@ -206,7 +208,7 @@ TARGET static void NAME(const float *x, int channels, int n, int h, int w, int r
 TARGET static void NAME(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb,  \
                         float *y, int accumulate, float *tmp) {                                      \
     const int nth = h / 2, ntw = w / 2;                                                              \
-    const long plane = (long)channels * tb;                                                          \
+    const long plane = mcl_wino_plane(channels, tb);                                                          \
     float *restrict t0 = tmp, *restrict t1 = tmp + w, *restrict t2 = tmp + 2 * w, *restrict t3 = tmp + 3 * w; \
     float *t[4] = {t0, t1, t2, t3};                                                                  \
     for (int c = 0; c < channels; c++) {                                                             \
@@ -257,7 +259,7 @@ TARGET static void NAME(const float *m, int channels, int n, int h, int w, int r
 TARGET static void NAME(const float *dy, int channels, int n, int h, int w, int r0, int r1,         \
                         float *m, int tb, float *tmp) {                                              \
     const int nth = h / 2, ntw = w / 2;                                                              \
-    const long plane = (long)channels * tb;                                                          \
+    const long plane = mcl_wino_plane(channels, tb);                                                          \
     float *restrict t0 = tmp, *restrict t1 = tmp + w, *restrict t2 = tmp + 2 * w, *restrict t3 = tmp + 3 * w; \
     float *t[4] = {t0, t1, t2, t3};                                                                  \
     for (int c = 0; c < channels; c++) {                                                             \
@@ -286,7 +288,7 @@ TARGET static void NAME(const float *dy, int channels, int n, int h, int w, int 
 TARGET static void NAME(const float *dy, int channels, int n, int h, int w, int r0, int r1,         \
                         float *m, int tb, float *tmp) {                                              \
     const int nth = h / 4, ntw = w / 4;                                                              \
-    const long plane = (long)channels * tb;                                                          \
+    const long plane = mcl_wino_plane(channels, tb);                                                          \
     float *restrict t0 = tmp, *restrict t1 = tmp + w, *restrict t2 = tmp + 2 * w;                    \
     float *restrict t3 = tmp + 3 * w, *restrict t4 = tmp + 4 * w, *restrict t5 = tmp + 5 * w;        \
     float *t[6] = {t0, t1, t2, t3, t4, t5};                                                          \
@@ -316,7 +318,7 @@ TARGET static void NAME(const float *dy, int channels, int n, int h, int w, int 
 TARGET static void NAME(const float *x, int channels, int n, int h, int w, int r0, int r1,          \
                         float *v, int tb, float *pad) {                                              \
     const int nth = h / 4, ntw = w / 4, wp = w + 2;                                              \
-    const long plane = (long)channels * tb;                                                          \
+    const long plane = mcl_wino_plane(channels, tb);                                                          \
     float *t[6];                                                                                     \
     for (int i = 0; i < 6; i++) { t[i] = pad + i * wp; memset(t[i], 0, wp * sizeof(float)); }        \
     float *zero = pad + 6 * wp;                                                                      \
@@ -358,7 +360,7 @@ TARGET static void NAME(const float *x, int channels, int n, int h, int w, int r
 TARGET static void NAME(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb,  \
                         float *y, int accumulate, float *tmp) {                                      \
     const int nth = h / 4, ntw = w / 4;                                                              \
-    const long plane = (long)channels * tb;                                                          \
+    const long plane = mcl_wino_plane(channels, tb);                                                          \
     float *restrict t0 = tmp, *restrict t1 = tmp + w, *restrict t2 = tmp + 2 * w;                    \
     float *restrict t3 = tmp + 3 * w, *restrict t4 = tmp + 4 * w, *restrict t5 = tmp + 5 * w;        \
     float *t[6] = {t0, t1, t2, t3, t4, t5};                                                          \
@@ -461,7 +463,7 @@ __attribute__((target("avx512f"))) static inline void window_index(int S, int k,
 __attribute__((target("avx512f"))) static void wino2_input_reg(const float *x, int channels, int n, int h, int w,
                                                               int r0, int r1, float *v, int tb) {
     const int nth = h / 2, ntw = w / 2;
-    const long plane = (long)channels * tb;
+    const long plane = mcl_wino_plane(channels, tb);
     const __mmask16 mlo = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
     const __mmask16 mhi = w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
     const __mmask16 mt = ntw >= 16 ? 0xFFFF : (__mmask16)((1u << ntw) - 1);
@@ -498,7 +500,7 @@ __attribute__((target("avx512f"))) static void wino2_input_reg(const float *x, i
 __attribute__((target("avx512f"))) static void wino2_grad_reg(const float *dy, int channels, int n, int h, int w,
                                                              int r0, int r1, float *m, int tb) {
     const int nth = h / 2, ntw = w / 2;
-    const long plane = (long)channels * tb;
+    const long plane = mcl_wino_plane(channels, tb);
     const __mmask16 mlo = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
     const __mmask16 mhi = w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
     const __mmask16 mt = ntw >= 16 ? 0xFFFF : (__mmask16)((1u << ntw) - 1);
@@ -532,7 +534,7 @@ __attribute__((target("avx512f"))) static void wino2_grad_reg(const float *dy, i
 __attribute__((target("avx512f"))) static void wino4_input_reg(const float *x, int channels, int n, int h, int w,
                                                               int r0, int r1, float *v, int tb) {
     const int nth = h / 4, ntw = w / 4;
-    const long plane = (long)channels * tb;
+    const long plane = mcl_wino_plane(channels, tb);
     const __mmask16 mlo = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
     const __mmask16 mhi = w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
     const __mmask16 mt = (__mmask16)((1u << ntw) - 1);

@@ -65,6 +65,11 @@ public enum Winograd {
         }
     }
 
+    /// Floats between the planes of a transformed block V or M ([planes][channels][tb]):
+    /// `channels * tb` and one cache line (`mcl_wino_plane`), so that a tile's per-plane
+    /// stores do not all map to one L1 set.
+    static func planeStride(_ channels: Int, _ tb: Int) -> Int { Int(mcl_wino_plane(Int32(channels), Int32(tb))) }
+
     /// Block geometry: `rows` tile rows (of `tile` x `tile` outputs, `(tile + 2)^2` transformed
     /// planes) split into `blocks` blocks of at most `perBlock` rows.
     struct Blocking {
@@ -91,7 +96,7 @@ public enum Winograd {
         if n == 0 { return }
         let planes = (tile + 2) * (tile + 2)
         let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout), tile: tile)
-        let vSize = planes * cin * bk.maxTiles, mSize = planes * cout * bk.maxTiles, padSize = 7 * (w + 2)
+        let vSize = planes * planeStride(cin, bk.maxTiles), mSize = planes * planeStride(cout, bk.maxTiles), padSize = 7 * (w + 2)
         let per = vSize + mSize + padSize
         let scratch = ws.get("wino.fwd", per * bk.workers)
         let (h32, w32) = (Int32(h), Int32(w))
@@ -106,9 +111,10 @@ public enum Winograd {
                 } else {
                     mcl_wino2_input(x, Int32(cin), Int32(n), h32, w32, Int32(r0), Int32(r1), v, Int32(tb), pad)
                 }
+                let vp = planeStride(cin, tb), mp = planeStride(cout, tb)
                 for e in 0..<planes {
-                    sgemmCall(false, false, cout, tb, cin, 1, u + e * cout * cin, cin, v + e * cin * tb, tb,
-                              0, m + e * cout * tb, tb)
+                    sgemmCall(false, false, cout, tb, cin, 1, u + e * cout * cin, cin, v + e * vp, tb,
+                              0, m + e * mp, tb)
                 }
                 if tile == 4 {
                     mcl_wino4_output(m, Int32(cout), Int32(n), h32, w32, Int32(r0), Int32(r1), Int32(tb), y,
@@ -139,7 +145,8 @@ public enum Winograd {
         let planes = (tile + 2) * (tile + 2)
         let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout), tile: tile,
                           floats: Winograd.weightGradientBlockFloats, minTiles: Winograd.weightGradientMinTiles)
-        let vSize = planes * cin * bk.maxTiles, mSize = planes * cout * bk.maxTiles, padSize = (tile + 3) * (w + 2)
+        let vSize = planes * planeStride(cin, bk.maxTiles), mSize = planes * planeStride(cout, bk.maxTiles)
+        let padSize = (tile + 3) * (w + 2)
         let uSize = planes * cout * cin
         let per = vSize + mSize + padSize + uSize
         let scratch = ws.get(tile == 4 ? "wino4.dw" : "wino.dw", per * bk.workers)
@@ -156,8 +163,9 @@ public enum Winograd {
                     mcl_wino2_input(x, Int32(cin), Int32(n), Int32(h), Int32(w), Int32(r0), Int32(r1), v, Int32(tb), pad)
                     mcl_wino2_grad(dy, Int32(cout), Int32(n), Int32(h), Int32(w), Int32(r0), Int32(r1), m, Int32(tb), pad)
                 }
+                let vp = planeStride(cin, tb), mp = planeStride(cout, tb)
                 for e in 0..<planes {
-                    sgemmCall(false, true, cout, cin, tb, 1, m + e * cout * tb, tb, v + e * cin * tb, tb,
+                    sgemmCall(false, true, cout, cin, tb, 1, m + e * mp, tb, v + e * vp, tb,
                               first ? 0 : 1, du + e * cout * cin, cin)
                 }
                 first = false

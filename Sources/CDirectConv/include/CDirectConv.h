@@ -61,8 +61,14 @@ void mcl_im2col_s2(const float *x, int c0, int c1, int k, int n, int h, int w, i
 void mcl_col2im_s2(const float *col, int c0, int c1, int k, int n, int h, int w, int n0, int cn, int ho, int wo,
                    float *dx, float *buf);
 
+/* Floats between consecutive planes of the Winograd transforms' v and m ([planes][channels][tb]):
+ * channels * tb + 16. Without the extra cache line, planes 256 * tb bytes apart (64 channels, tb a
+ * multiple of 16) are a multiple of 4 KB apart, so the 16 or 36 stores of one tile, one per plane,
+ * all fall into the same L1 set. */
+long mcl_wino_plane(int channels, int tb);
+
 /* Winograd F(2x2, 3x3) transforms (`MCLNet.Winograd`) of tile rows [r0, r1) (n * h/2 rows of w/2
- * tiles; h, w even): input x -> v[16][channels][tb] (`pad`: 5 * (w + 2) floats); output
+ * tiles; h, w even): input x -> v[16][channels][tb] (planes `mcl_wino_plane` apart) (`pad`: 5 * (w + 2) floats); output
  * m[16][channels][tb] -> y (= or +=; `tmp`: 4 * w floats); grad: dy -> m[16][channels][tb], the
  * adjoint of the output transform (`tmp`: 4 * w floats). tb = (r1 - r0) * w/2. */
 void mcl_wino2_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad);
@@ -71,7 +77,7 @@ void mcl_wino2_output(const float *m, int channels, int n, int h, int w, int r0,
 void mcl_wino2_grad(const float *dy, int channels, int n, int h, int w, int r0, int r1, float *m, int tb, float *tmp);
 
 /* Winograd F(4x4, 3x3) transforms (`MCLNet.Winograd4`) of tile rows [r0, r1) (n * h/4 rows of
- * w/4 tiles; h, w multiples of 4): input x ([C][N][H][W]) -> v[36][channels][tb], with `pad`
+ * w/4 tiles; h, w multiples of 4): input x ([C][N][H][W]) -> v[36][channels][tb] (planes `mcl_wino_plane` apart), with `pad`
  * holding 7 * (w + 2) floats; output m[36][channels][tb] -> y tiles (= or += with `accumulate`),
  * `tmp` holding 6 * w floats. tb = the block's tiles, (r1 - r0) * w/4. */
 void mcl_wino4_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad);
