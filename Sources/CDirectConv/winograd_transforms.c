@@ -641,7 +641,7 @@ void mcl_wino2_grad(const float *dy, int channels, int n, int h, int w, int r0, 
 #define WINO_WEIGHTS(NAME, TARGET, P, GX)                                                            \
 TARGET static void NAME(const float *w, int cout, int cin, int flip, float *u, int r0, int r1) {    \
     const int rows = flip ? cin : cout, cols = flip ? cout : cin;                                    \
-    const long plane = (long)rows * cols;                                                            \
+    const long plane = mcl_wino_plane(rows, cols);                                                   \
     for (int r = r0; r < r1; r++) {                                                                  \
         for (int c0 = 0; c0 < cols; c0 += 16) {                                                     \
             const int cn = cols - c0 < 16 ? cols - c0 : 16;                                          \

@@ -271,7 +271,7 @@ public final class Conv2d: @unchecked Sendable {
     func winograd(_ input: UnsafePointer<Float>, n: Int, h: Int, w: Int, transposeFlip: Bool,
                   _ out: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace) {
         let tile = Winograd4.applies(h: h, w: w) ? 4 : 2
-        let u = ws.get("wino.u", (tile + 2) * (tile + 2) * cout * cin)
+        let u = ws.get("wino.u", (tile + 2) * (tile + 2) * Winograd.planeStride(cout, cin))
         Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: transposeFlip, into: u, tile: tile)
         Winograd.convolve(input, cin: transposeFlip ? cout : cin, n: n, h: h, w: w, u: u, cout: transposeFlip ? cin : cout,
                           out, accumulate: accumulate, ws: ws, tile: tile)

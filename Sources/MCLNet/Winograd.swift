@@ -56,7 +56,7 @@ public enum Winograd {
     /// U[e][r][c] = (G g G^T)[e] for the 3x3 kernel g of output channel r and input channel c:
     /// `g = W[r][c]` (forward), or the flipped `W[c][r]` (`transposeFlip`, the kernel of dX).
     /// `w` is OIHW [cout][cin][3][3]; the result has (tile + 2)^2 planes of rows = cout (or cin
-    /// when transposed) x cols; `tile` 4 gives F(4x4)'s G (`Winograd4`).
+    /// when transposed) x cols, `planeStride(rows, cols)` apart; `tile` 4 gives F(4x4)'s G (`Winograd4`).
     static func transformWeights(_ w: UnsafePointer<Float>, cout: Int, cin: Int, transposeFlip: Bool,
                                  into u: UnsafeMutablePointer<Float>, tile: Int = 2) {
         let rows = transposeFlip ? cin : cout
@@ -65,9 +65,10 @@ public enum Winograd {
         }
     }
 
-    /// Floats between the planes of a transformed block V or M ([planes][channels][tb]):
-    /// `channels * tb` and one cache line (`mcl_wino_plane`), so that a tile's per-plane
-    /// stores do not all map to one L1 set.
+    /// Floats between the planes of a transformed block V or M ([planes][channels][tb]), and of
+    /// the transformed kernels U and dW's dU ([planes][rows][cols]): `channels * tb` (`rows *
+    /// cols`) and one cache line (`mcl_wino_plane`), so that a tile's (or kernel's) per-plane
+    /// accesses do not all map to one L1 set.
     static func planeStride(_ channels: Int, _ tb: Int) -> Int { Int(mcl_wino_plane(Int32(channels), Int32(tb))) }
 
     /// Block geometry: `rows` tile rows (of `tile` x `tile` outputs, `(tile + 2)^2` transformed
@@ -111,9 +112,9 @@ public enum Winograd {
                 } else {
                     mcl_wino2_input(x, Int32(cin), Int32(n), h32, w32, Int32(r0), Int32(r1), v, Int32(tb), pad)
                 }
-                let vp = planeStride(cin, tb), mp = planeStride(cout, tb)
+                let vp = planeStride(cin, tb), mp = planeStride(cout, tb), up = planeStride(cout, cin)
                 for e in 0..<planes {
-                    sgemmCall(false, false, cout, tb, cin, 1, u + e * cout * cin, cin, v + e * vp, tb,
+                    sgemmCall(false, false, cout, tb, cin, 1, u + e * up, cin, v + e * vp, tb,
                               0, m + e * mp, tb)
                 }
                 if tile == 4 {
@@ -147,7 +148,7 @@ public enum Winograd {
                           floats: Winograd.weightGradientBlockFloats, minTiles: Winograd.weightGradientMinTiles)
         let vSize = planes * planeStride(cin, bk.maxTiles), mSize = planes * planeStride(cout, bk.maxTiles)
         let padSize = (tile + 3) * (w + 2)
-        let uSize = planes * cout * cin
+        let up = planeStride(cout, cin), uSize = planes * up
         let per = vSize + mSize + padSize + uSize
         let scratch = ws.get(tile == 4 ? "wino4.dw" : "wino.dw", per * bk.workers)
         Threads.parallelFor(bk.workers) { k in
@@ -166,16 +167,15 @@ public enum Winograd {
                 let vp = planeStride(cin, tb), mp = planeStride(cout, tb)
                 for e in 0..<planes {
                     sgemmCall(false, true, cout, cin, tb, 1, m + e * mp, tb, v + e * vp, tb,
-                              first ? 0 : 1, du + e * cout * cin, cin)
+                              first ? 0 : 1, du + e * up, cin)
                 }
                 first = false
                 b += bk.workers
             }
         }
         // Sum the workers' dU in worker order, then dg = G^T dU G (in C: see mcl_wino_weight_grad).
-        let plane = cout * cin
-        Threads.parallelRange(plane, minPerThread: 64) { s, e in
-            mcl_wino_weight_grad(scratch + vSize + mSize + padSize, per, Int32(bk.workers), plane, s, e, Int32(tile), dw)
+        Threads.parallelRange(cout * cin, minPerThread: 64) { s, e in
+            mcl_wino_weight_grad(scratch + vSize + mSize + padSize, per, Int32(bk.workers), up, s, e, Int32(tile), dw)
         }
     }
 }

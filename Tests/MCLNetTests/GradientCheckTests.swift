@@ -180,7 +180,7 @@ final class GradientCheckTests: XCTestCase {
                     let y = FloatBuffer(count: cout * n * h * w)
                     conv.forward(x.ptr, n: n, h: h, w: w, y.ptr, ws: ws)
                     // The transformed kernels: 36 planes for F(4x4), 16 for F(2x2).
-                    XCTAssertEqual(ws.capacity(of: "wino.u"), !wino ? 0 : (f4 ? 36 : 16) * cout * cin)
+                    XCTAssertEqual(ws.capacity(of: "wino.u"), !wino ? 0 : (f4 ? 36 : 16) * Winograd.planeStride(cout, cin))
                     store.zeroGrads()
                     conv.backwardWeights(x.ptr, n: n, h: h, w: w, dy: dy.ptr, ws: ws)
                     // dW's scratch: F(4x4)'s when it ran, F(2x2)'s otherwise.

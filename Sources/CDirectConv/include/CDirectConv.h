@@ -66,6 +66,8 @@ void mcl_col2im_s2(const float *col, int c0, int c1, int k, int n, int h, int w,
  * multiple of 16) are a multiple of 4 KB apart, so the 16 or 36 stores of one tile, one per plane,
  * all fall into the same L1 set. */
 long mcl_wino_plane(int channels, int tb);
+/* The same for the transformed kernels U ([planes][rows][cols], `mcl_wino_weights`) and dW's dU:
+ * rows * cols + 16 (e.g. 64 x 64 kernels: planes 16 KB apart otherwise). */
 
 /* Winograd F(2x2, 3x3) transforms (`MCLNet.Winograd`) of tile rows [r0, r1) (n * h/2 rows of w/2
  * tiles; h, w even): input x -> v[16][channels][tb] (planes `mcl_wino_plane` apart) (`pad`: 5 * (w + 2) floats); output
@@ -87,7 +89,8 @@ void mcl_wino4_output(const float *m, int channels, int n, int h, int w, int r0,
  * of the output transform; `tmp`: 6 * w floats). */
 void mcl_wino4_grad(const float *dy, int channels, int n, int h, int w, int r0, int r1, float *m, int tb, float *tmp);
 
-/* Winograd weight transforms, rows [r0, r1) of U (rows = cout, or cin with `flip`): U[e][r][c] =
+/* Winograd weight transforms, rows [r0, r1) of U (rows = cout, or cin with `flip`; planes
+ * `mcl_wino_plane(rows, cols)` apart): U[e][r][c] =
  * (G g G^T)[e] with g = w[r][c] ([cout][cin][3][3]), or with `flip` the flipped w[c][r] (the
  * kernel of dX); tile = 2 (16 planes) or 4 (36 planes). */
 void mcl_wino_weights(const float *w, int cout, int cin, int flip, int tile, float *u, int r0, int r1);
