@@ -7,19 +7,32 @@
  * Sums are kept in 16 float lanes over blocks of 64 values and added to a double per block, as
  * the Swift code they replace did with 8 lanes. */
 
+/* 16 float lanes as one value (a zmm register on AVX-512, two ymm on AVX2, four xmm otherwise):
+ * the lane accumulators stay in registers. As arrays (`float f[16]`) the compiler kept them on
+ * the stack, storing and reloading them for every 16 values (perf: the stores were the hottest
+ * instructions of the backward sums). Loads and stores go through memcpy (unaligned). */
+typedef float bn_v16 __attribute__((vector_size(64)));
+typedef int bn_i16 __attribute__((vector_size(64)));
+#define BN_LOAD(p) ({ bn_v16 v_; __builtin_memcpy(&v_, (p), sizeof v_); v_; })
+#define BN_STORE(p, v) do { bn_v16 s_ = (v); __builtin_memcpy((p), &s_, sizeof s_); } while (0)
+
 #define BN_BACKWARD_SUMS(NAME, TARGET)                                                               \
 TARGET static void NAME(const float *x, float *dy, const float *relu, long m, float mu,            \
                         double *sd, double *sdx) {                                                   \
     double a1 = 0, a2 = 0;                                                                           \
     long i = 0;                                                                                      \
+    const bn_v16 zero = {0}, vmu = zero + mu;                                                        \
     for (; i + 64 <= m; i += 64) {                                                                   \
-        float f[16] = {0}, g[16] = {0};                                                              \
-        for (int t = 0; t < 64; t += 16)                                                             \
-            for (int l = 0; l < 16; l++) {                                                           \
-                float d = dy[i + t + l];                                                             \
-                if (relu) { d = relu[i + t + l] > 0 ? d : 0; dy[i + t + l] = d; }                    \
-                f[l] += d; g[l] += d * (x[i + t + l] - mu);                                          \
+        bn_v16 f = zero, g = zero;                                                                   \
+        for (int t = 0; t < 64; t += 16) {                                                           \
+            bn_v16 d = BN_LOAD(dy + i + t);                                                          \
+            if (relu) {                                                                              \
+                const bn_i16 keep = BN_LOAD(relu + i + t) > zero;                                    \
+                d = (bn_v16)((bn_i16)d & keep);                                                      \
+                BN_STORE(dy + i + t, d);                                                             \
             }                                                                                        \
+            f += d; g += d * (BN_LOAD(x + i + t) - vmu);                                             \
+        }                                                                                            \
         float s1 = 0, s2 = 0;                                                                        \
         for (int l = 0; l < 16; l++) { s1 += f[l]; s2 += g[l]; }                                     \
         a1 += s1; a2 += s2;                                                                          \
@@ -37,10 +50,10 @@ TARGET static void NAME(const float *x, float *dy, const float *relu, long m, fl
 TARGET static void NAME(const float *x, long m, float k, double *s1, double *s2) {                   \
     double a1 = 0, a2 = 0;                                                                           \
     long i = 0;                                                                                      \
+    const bn_v16 zero = {0}, vk = zero + k;                                                          \
     for (; i + 64 <= m; i += 64) {                                                                   \
-        float f[16] = {0}, g[16] = {0};                                                              \
-        for (int t = 0; t < 64; t += 16)                                                             \
-            for (int l = 0; l < 16; l++) { const float d = x[i + t + l] - k; f[l] += d; g[l] += d * d; } \
+        bn_v16 f = zero, g = zero;                                                                   \
+        for (int t = 0; t < 64; t += 16) { const bn_v16 d = BN_LOAD(x + i + t) - vk; f += d; g += d * d; } \
         float u1 = 0, u2 = 0;                                                                        \
         for (int l = 0; l < 16; l++) { u1 += f[l]; u2 += g[l]; }                                     \
         a1 += u1; a2 += u2;                                                                          \
