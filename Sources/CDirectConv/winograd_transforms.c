@@ -453,6 +453,20 @@ __attribute__((target("avx512f"))) static inline void window_index(int S, int k,
     *mask = (__mmask16)m;
 }
 
+/* The first ntw lanes of v to o: an unmasked 512-, 256-, 128- or 64-bit store or a scalar one for the
+ * usual 16, 8, 4, 2 or 1 tiles per row (masked 512-bit stores of 8 lanes were the hottest
+ * instructions of the input transform on Zen 4), a masked store otherwise. */
+__attribute__((target("avx512f"))) static inline void store_tiles(float *o, __m512 v, int ntw, __mmask16 mt) {
+    switch (ntw) {
+    case 16: _mm512_storeu_ps(o, v); break;
+    case 8: _mm256_storeu_ps(o, _mm512_castps512_ps256(v)); break;
+    case 4: _mm_storeu_ps(o, _mm512_castps512_ps128(v)); break;
+    case 2: _mm_storel_pi((__m64 *)o, _mm512_castps512_ps128(v)); break;
+    case 1: _mm_store_ss(o, _mm512_castps512_ps128(v)); break;
+    default: _mm512_mask_storeu_ps(o, mt, v);
+    }
+}
+
 #define ROW_LOADS(img, i, h, w, mlo, mhi, lo, hi) do {                                              \
     if ((i) >= 0 && (i) < (h)) {                                                                     \
         lo = _mm512_maskz_loadu_ps(mlo, (img) + (long)(i) * (w));                                    \
@@ -488,10 +502,10 @@ __attribute__((target("avx512f"))) static void wino2_input_reg(const float *x, i
                 const __m512 cc = _mm512_maskz_permutex2var_ps(mk[2], tl[i], ix[2], th_[i]);
                 const __m512 dd = _mm512_maskz_permutex2var_ps(mk[3], tl[i], ix[3], th_[i]);
                 float *o = v + 4 * i * plane + base;
-                _mm512_mask_storeu_ps(o, mt, _mm512_sub_ps(a, cc));
-                _mm512_mask_storeu_ps(o + plane, mt, _mm512_add_ps(b, cc));
-                _mm512_mask_storeu_ps(o + 2 * plane, mt, _mm512_sub_ps(cc, b));
-                _mm512_mask_storeu_ps(o + 3 * plane, mt, _mm512_sub_ps(b, dd));
+                store_tiles(o, _mm512_sub_ps(a, cc), ntw, mt);
+                store_tiles(o + plane, _mm512_add_ps(b, cc), ntw, mt);
+                store_tiles(o + 2 * plane, _mm512_sub_ps(cc, b), ntw, mt);
+                store_tiles(o + 3 * plane, _mm512_sub_ps(b, dd), ntw, mt);
             }
         }
     }
@@ -522,10 +536,10 @@ __attribute__((target("avx512f"))) static void wino2_grad_reg(const float *dy, i
                 const __m512 x0 = _mm512_maskz_permutex2var_ps(mk[0], tl[i], ix[0], tH[i]);
                 const __m512 x1 = _mm512_maskz_permutex2var_ps(mk[1], tl[i], ix[1], tH[i]);
                 float *o = m + 4 * i * plane + base;
-                _mm512_mask_storeu_ps(o, mt, x0);
-                _mm512_mask_storeu_ps(o + plane, mt, _mm512_add_ps(x0, x1));
-                _mm512_mask_storeu_ps(o + 2 * plane, mt, _mm512_sub_ps(x0, x1));
-                _mm512_mask_storeu_ps(o + 3 * plane, mt, _mm512_sub_ps(z, x1));
+                store_tiles(o, x0, ntw, mt);
+                store_tiles(o + plane, _mm512_add_ps(x0, x1), ntw, mt);
+                store_tiles(o + 2 * plane, _mm512_sub_ps(x0, x1), ntw, mt);
+                store_tiles(o + 3 * plane, _mm512_sub_ps(z, x1), ntw, mt);
             }
         }
     }
@@ -566,12 +580,12 @@ __attribute__((target("avx512f"))) static void wino4_input_reg(const float *x, i
                 const __m512 s12 = _mm512_add_ps(a[1], a[2]), d12 = _mm512_sub_ps(a[1], a[2]);
                 const __m512 d31 = _mm512_sub_ps(a[3], a[1]), a4m2 = _mm512_sub_ps(a[4], a[2]);
                 float *o = v + 6 * i * plane + base;
-                _mm512_mask_storeu_ps(o, mt, _mm512_add_ps(_mm512_fmsub_ps(four, a[0], _mm512_mul_ps(five, a[2])), a[4]));
-                _mm512_mask_storeu_ps(o + plane, mt, _mm512_fnmadd_ps(four, s12, _mm512_add_ps(a[3], a[4])));
-                _mm512_mask_storeu_ps(o + 2 * plane, mt, _mm512_fmadd_ps(four, d12, _mm512_sub_ps(a[4], a[3])));
-                _mm512_mask_storeu_ps(o + 3 * plane, mt, _mm512_fmadd_ps(two, d31, a4m2));
-                _mm512_mask_storeu_ps(o + 4 * plane, mt, _mm512_fnmadd_ps(two, d31, a4m2));
-                _mm512_mask_storeu_ps(o + 5 * plane, mt, _mm512_add_ps(_mm512_fmsub_ps(four, a[1], _mm512_mul_ps(five, a[3])), a[5]));
+                store_tiles(o, _mm512_add_ps(_mm512_fmsub_ps(four, a[0], _mm512_mul_ps(five, a[2])), a[4]), ntw, mt);
+                store_tiles(o + plane, _mm512_fnmadd_ps(four, s12, _mm512_add_ps(a[3], a[4])), ntw, mt);
+                store_tiles(o + 2 * plane, _mm512_fmadd_ps(four, d12, _mm512_sub_ps(a[4], a[3])), ntw, mt);
+                store_tiles(o + 3 * plane, _mm512_fmadd_ps(two, d31, a4m2), ntw, mt);
+                store_tiles(o + 4 * plane, _mm512_fnmadd_ps(two, d31, a4m2), ntw, mt);
+                store_tiles(o + 5 * plane, _mm512_add_ps(_mm512_fmsub_ps(four, a[1], _mm512_mul_ps(five, a[3])), a[5]), ntw, mt);
             }
         }
     }
