@@ -282,16 +282,21 @@ TARGET static void NAME(const float *dy, int channels, int n, int h, int w, int 
     }                                                                                                \
 }
 
+/* The frame F(4x4)'s output and gradient transforms share: tiles per column and row, the plane
+ * stride, and six rows t0..t5 (t[i]) of w floats in `tmp` for the tile row's intermediate rows. */
+#define WINO4_ROWS_OF(tmp)                                                                           \
+    const int nth = h / 4, ntw = w / 4;                                                              \
+    const long plane = mcl_wino_plane(channels, tb);                                                 \
+    float *restrict t0 = (tmp), *restrict t1 = (tmp) + w, *restrict t2 = (tmp) + 2 * w;              \
+    float *restrict t3 = (tmp) + 3 * w, *restrict t4 = (tmp) + 4 * w, *restrict t5 = (tmp) + 5 * w;  \
+    float *t[6] = {t0, t1, t2, t3, t4, t5};
+
 /* M[e][c][l] = (A dY_l A^T)[e] for F(4x4) (A = the transpose of Winograd4's A^T): dW's gradient
  * transform. The tile's 4 rows of dY are inside the map (h is a multiple of 4). */
 #define WINO4_GRAD(NAME, TARGET)                                                                         \
 TARGET static void NAME(const float *dy, int channels, int n, int h, int w, int r0, int r1,         \
                         float *m, int tb, float *tmp) {                                              \
-    const int nth = h / 4, ntw = w / 4;                                                              \
-    const long plane = mcl_wino_plane(channels, tb);                                                          \
-    float *restrict t0 = tmp, *restrict t1 = tmp + w, *restrict t2 = tmp + 2 * w;                    \
-    float *restrict t3 = tmp + 3 * w, *restrict t4 = tmp + 4 * w, *restrict t5 = tmp + 5 * w;        \
-    float *t[6] = {t0, t1, t2, t3, t4, t5};                                                          \
+    WINO4_ROWS_OF(tmp)                                                                               \
     for (int c = 0; c < channels; c++) {                                                             \
         for (int r = r0; r < r1; r++) {                                                              \
             const int ni = r / nth, th = r % nth;                                                    \
@@ -359,11 +364,7 @@ TARGET static void NAME(const float *x, int channels, int n, int h, int w, int r
 #define WINO4_OUTPUT(NAME, TARGET)                                                                   \
 TARGET static void NAME(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb,  \
                         float *y, int accumulate, float *tmp) {                                      \
-    const int nth = h / 4, ntw = w / 4;                                                              \
-    const long plane = mcl_wino_plane(channels, tb);                                                          \
-    float *restrict t0 = tmp, *restrict t1 = tmp + w, *restrict t2 = tmp + 2 * w;                    \
-    float *restrict t3 = tmp + 3 * w, *restrict t4 = tmp + 4 * w, *restrict t5 = tmp + 5 * w;        \
-    float *t[6] = {t0, t1, t2, t3, t4, t5};                                                          \
+    WINO4_ROWS_OF(tmp)                                                                               \
     for (int c = 0; c < channels; c++) {                                                             \
         for (int r = r0; r < r1; r++) {                                                              \
             const int ni = r / nth, th = r % nth;                                                    \
