@@ -71,6 +71,18 @@ public enum Winograd {
     /// accesses do not all map to one L1 set.
     static func planeStride(_ channels: Int, _ tb: Int) -> Int { Int(mcl_wino_plane(Int32(channels), Int32(tb))) }
 
+    /// V = B^T d B of the tile rows `rows` of x (`tiles` tiles, planes `planeStride(cin, tiles)`
+    /// apart): F(4x4)'s input transform with `tile` 4, F(2x2)'s with 2 (the forward's and dW's).
+    static func transformInput(_ x: UnsafePointer<Float>, cin: Int, n: Int, h: Int, w: Int, rows: Range<Int>,
+                               into v: UnsafeMutablePointer<Float>, tiles: Int, pad: UnsafeMutablePointer<Float>, tile: Int) {
+        let args = (Int32(cin), Int32(n), Int32(h), Int32(w), Int32(rows.lowerBound), Int32(rows.upperBound))
+        if tile == 4 {
+            mcl_wino4_input(x, args.0, args.1, args.2, args.3, args.4, args.5, v, Int32(tiles), pad)
+        } else {
+            mcl_wino2_input(x, args.0, args.1, args.2, args.3, args.4, args.5, v, Int32(tiles), pad)
+        }
+    }
+
     /// Block geometry: `rows` tile rows (of `tile` x `tile` outputs, `(tile + 2)^2` transformed
     /// planes) split into `blocks` blocks of at most `perBlock` rows.
     struct Blocking {
@@ -107,11 +119,7 @@ public enum Winograd {
             while b < bk.blocks {
                 let r0 = b * bk.perBlock, r1 = min(bk.tileRows, r0 + bk.perBlock)
                 let tb = (r1 - r0) * bk.tilesPerRow
-                if tile == 4 {
-                    mcl_wino4_input(x, Int32(cin), Int32(n), h32, w32, Int32(r0), Int32(r1), v, Int32(tb), pad)
-                } else {
-                    mcl_wino2_input(x, Int32(cin), Int32(n), h32, w32, Int32(r0), Int32(r1), v, Int32(tb), pad)
-                }
+                transformInput(x, cin: cin, n: n, h: h, w: w, rows: r0..<r1, into: v, tiles: tb, pad: pad, tile: tile)
                 let vp = planeStride(cin, tb), mp = planeStride(cout, tb), up = planeStride(cout, cin)
                 for e in 0..<planes {
                     sgemmCall(false, false, cout, tb, cin, 1, u + e * up, cin, v + e * vp, tb,
@@ -157,11 +165,10 @@ public enum Winograd {
             while b < bk.blocks {
                 let r0 = b * bk.perBlock, r1 = min(bk.tileRows, r0 + bk.perBlock)
                 let tb = (r1 - r0) * bk.tilesPerRow
+                transformInput(x, cin: cin, n: n, h: h, w: w, rows: r0..<r1, into: v, tiles: tb, pad: pad, tile: tile)
                 if tile == 4 {
-                    mcl_wino4_input(x, Int32(cin), Int32(n), Int32(h), Int32(w), Int32(r0), Int32(r1), v, Int32(tb), pad)
                     mcl_wino4_grad(dy, Int32(cout), Int32(n), Int32(h), Int32(w), Int32(r0), Int32(r1), m, Int32(tb), pad)
                 } else {
-                    mcl_wino2_input(x, Int32(cin), Int32(n), Int32(h), Int32(w), Int32(r0), Int32(r1), v, Int32(tb), pad)
                     mcl_wino2_grad(dy, Int32(cout), Int32(n), Int32(h), Int32(w), Int32(r0), Int32(r1), m, Int32(tb), pad)
                 }
                 let vp = planeStride(cin, tb), mp = planeStride(cout, tb)
