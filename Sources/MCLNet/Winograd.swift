@@ -151,6 +151,10 @@ public enum Winograd {
                                dy: UnsafePointer<Float>, cout: Int, dw: UnsafeMutablePointer<Float>, ws: Workspace,
                                tile: Int = 2) {
         if n == 0 { return }
+        if splitsWeightGradientByRows(cin: cin, cout: cout, n: n, h: h, w: w, tile: tile) {
+            weightGradientByRows(x, cin: cin, n: n, h: h, w: w, dy: dy, cout: cout, dw: dw, ws: ws, tile: tile)
+            return
+        }
         let planes = (tile + 2) * (tile + 2)
         let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout), tile: tile,
                           floats: Winograd.weightGradientBlockFloats, minTiles: Winograd.weightGradientMinTiles)
@@ -183,6 +187,59 @@ public enum Winograd {
         // Sum the workers' dU in worker order, then dg = G^T dU G (in C: see mcl_wino_weight_grad).
         Threads.parallelRange(cout * cin, minPerThread: 64) { s, e in
             mcl_wino_weight_grad(scratch + vSize + mSize + padSize, per, Int32(bk.workers), up, s, e, Int32(tile), dw)
+        }
+    }
+
+    /// Most transformed floats (V and M of all tiles together) for `weightGradientByRows`.
+    nonisolated(unsafe) public static var rowSplitMaxFloats =
+        Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_DW_ROWS_MAX"] ?? "") ?? 1 << 23
+
+    /// Whether dW splits the output channels over the threads rather than the tiles: on layers
+    /// with at least as many kernel floats as activation floats per transformed plane
+    /// (`cout * cin >= tiles * max(cin, cout)`, e.g. 512 channels at 4x4 or 256 at 8x8 at batch
+    /// 64), where the tile split's per-thread copies of dU, written by the GEMMs and summed after
+    /// them, cost more memory traffic than the transformed activations.
+    static func splitsWeightGradientByRows(cin: Int, cout: Int, n: Int, h: Int, w: Int, tile: Int) -> Bool {
+        let tiles = n * (h / tile) * (w / tile), planes = (tile + 2) * (tile + 2)
+        return Threads.count > 1 && cout >= Threads.count * 16 && cout * cin >= tiles * max(cin, cout)
+            && planes * tiles * (cin + cout) <= rowSplitMaxFloats
+    }
+
+    /// dW as `weightGradient`, with every tile transformed first (V and M of the whole batch,
+    /// split by tile rows over the threads), then thread k computing the kernels of its own output
+    /// channels co0 ..< co1 in full: `dU_e[co0..<co1] = M_e[co0..<co1] V_e^T` over all tiles, one
+    /// GEMM per plane, and `G^T dU G` of those rows. One dU, each element summed over the tiles by
+    /// one GEMM, so the result does not depend on a worker order (it does on the thread count,
+    /// through the GEMMs' row blocks).
+    static func weightGradientByRows(_ x: UnsafePointer<Float>, cin: Int, n: Int, h: Int, w: Int,
+                                     dy: UnsafePointer<Float>, cout: Int, dw: UnsafeMutablePointer<Float>, ws: Workspace,
+                                     tile: Int) {
+        let planes = (tile + 2) * (tile + 2), tilesPerRow = w / tile, tileRows = n * (h / tile)
+        let tiles = tileRows * tilesPerRow, t = Threads.count
+        let vp = planeStride(cin, tiles), mp = planeStride(cout, tiles), up = planeStride(cout, cin)
+        let padSize = (tile + 3) * (w + 2)
+        let scratch = ws.get(tile == 4 ? "wino4.dw" : "wino.dw", planes * (vp + mp + up) + t * padSize)
+        let v = scratch, m = v + planes * vp, du = m + planes * mp, pads = du + planes * up
+        Threads.parallelFor(t) { k in
+            let r0 = k * tileRows / t, r1 = (k + 1) * tileRows / t, pad = pads + k * padSize
+            if r0 == r1 { return }
+            // Tile rows r0 ..< r1 start at tile r0 * tilesPerRow of every plane row of `tiles`.
+            transformInput(x, cin: cin, n: n, h: h, w: w, rows: r0..<r1, into: v + r0 * tilesPerRow, tiles: tiles,
+                           pad: pad, tile: tile)
+            let args = (Int32(cout), Int32(n), Int32(h), Int32(w), Int32(r0), Int32(r1))
+            if tile == 4 {
+                mcl_wino4_grad(dy, args.0, args.1, args.2, args.3, args.4, args.5, m + r0 * tilesPerRow, Int32(tiles), pad)
+            } else {
+                mcl_wino2_grad(dy, args.0, args.1, args.2, args.3, args.4, args.5, m + r0 * tilesPerRow, Int32(tiles), pad)
+            }
+        }
+        Threads.parallelFor(t) { k in
+            let co0 = k * cout / t, co1 = (k + 1) * cout / t
+            for e in 0..<planes {
+                sgemmCall(false, true, co1 - co0, cin, tiles, 1, m + e * mp + co0 * tiles, tiles, v + e * vp, tiles,
+                          0, du + e * up + co0 * cin, cin)
+            }
+            mcl_wino_weight_grad(du, 0, 1, up, co0 * cin, co1 * cin, Int32(tile), dw)
         }
     }
 }

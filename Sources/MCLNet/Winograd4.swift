@@ -55,13 +55,14 @@ public enum Winograd4 {
 
     /// `MCL_WINOGRAD_F4_DW=0` keeps the weight gradient on F(2x2) everywhere.
     nonisolated(unsafe) public static var weightGradientEnabled = ProcessInfo.processInfo.environment["MCL_WINOGRAD_F4_DW"] != "0"
-    /// Fewest output pixels per image for F(4x4)'s weight gradient: 8x8 and up. Width 64, batch 64,
-    /// 2 threads, an AVX2 machine (session 12), dW over the same run's forward time (the forward
-    /// unchanged, so the ratio cancels the machine's drift): 256 channels 8x8 0.81-0.99 with
-    /// F(4x4), 1.02-1.13 with F(2x2); 512 channels 4x4 1.37-1.80 against 1.14-1.43 (one tile per
-    /// image: K = 32 tiles per GEMM, each accumulating a 512 x 512 dU 36 times).
+    /// Fewest output pixels per image for F(4x4)'s weight gradient: 4x4 and up. On the AVX2 machine of
+    /// session 12 F(2x2) won on 4x4 maps (512 channels: dW over forward time 1.14-1.43 against
+    /// 1.37-1.80); since the kernel transforms multiply by 1/6, 1/12, 1/24 instead of dividing and
+    /// dW's wide layers split their output channels over the threads (`Winograd.weightGradient`),
+    /// F(4x4) wins there too (Zen 4, 2 threads: 512 channels 4x4 batch 64 14.5 -> 13.4 ms, batch
+    /// 256 54.4 -> 46.9; width 16's 128 channels 4x4 batch 256 3.75 -> 3.05).
     nonisolated(unsafe) public static var weightGradientMinPixels =
-        Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_F4_DW_MIN_PIXELS"] ?? "") ?? 64
+        Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_F4_DW_MIN_PIXELS"] ?? "") ?? 16
 
     /// Whether a Winograd layer's weight gradient uses F(4x4) on an h x w input.
     public static func appliesToWeightGradient(h: Int, w: Int) -> Bool {

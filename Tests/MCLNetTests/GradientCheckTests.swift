@@ -98,9 +98,14 @@ final class GradientCheckTests: XCTestCase {
         // The C transforms of every instruction set this CPU has (AVX-512, AVX2, baseline).
         for level in (0...available).reversed() {
         DirectConv.force(isa: level)
-        for (cin, cout, n, h, w) in [(8, 4, 3, 2, 2), (9, 16, 2, 4, 6), (16, 8, 3, 8, 8), (12, 12, 1, 6, 2), (8, 8, 1, 2, 32), (8, 5, 2, 4, 36)] {
+        // (16, 40, 1, 4, 4) and (40, 36, 2, 2, 2): dW split by output channels on 2 threads (20 + 20, 18 + 18
+        // rows; 2 tile rows for 2 threads, and 1 for 2), the others by tiles.
+        for (cin, cout, n, h, w) in [(8, 4, 3, 2, 2), (9, 16, 2, 4, 6), (16, 8, 3, 8, 8), (12, 12, 1, 6, 2), (8, 8, 1, 2, 32), (8, 5, 2, 4, 36),
+                                     (16, 40, 1, 4, 4), (40, 36, 2, 2, 2)] {
             for (block, threads) in [(1, 1), (1, 2), (1 << 20, 2), (16 * 16 * 2, 2)] {
                 Winograd.blockFloats = block; Winograd.weightGradientBlockFloats = block; Threads.set(threads)
+                XCTAssertEqual(Winograd.splitsWeightGradientByRows(cin: cin, cout: cout, n: n, h: h, w: w, tile: 2),
+                               threads == 2 && cout >= 36, "cin \(cin) cout \(cout) \(h)x\(w) threads \(threads)")
                 let store = ParameterStore()
                 let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: 3, stride: 1, pad: 1)
                 store.finalize()
@@ -161,10 +166,13 @@ final class GradientCheckTests: XCTestCase {
         // The C transforms of every instruction set this CPU has (AVX-512, AVX2, baseline).
         for level in (0...available).reversed() {
         DirectConv.force(isa: level)
+        // dW split by output channels on 2 threads: (64, 64, 2, 16, 16) (32 tiles) and (24, 40, 1, 4, 8) (1 tile row).
         for (cin, cout, n, h, w) in [(8, 4, 3, 4, 4), (9, 16, 2, 8, 12), (16, 8, 3, 8, 8), (12, 12, 1, 12, 8), (64, 64, 2, 16, 16),
-                                     (8, 4, 1, 8, 32), (8, 8, 2, 4, 48)] {
+                                     (8, 4, 1, 8, 32), (8, 8, 2, 4, 48), (24, 40, 1, 4, 8)] {
             for (block, threads) in [(1, 1), (1, 2), (1 << 20, 2), (36 * 16 * 3, 2)] {
                 Winograd.blockFloats = block; Winograd.weightGradientBlockFloats = block; Threads.set(threads)
+                XCTAssertEqual(Winograd.splitsWeightGradientByRows(cin: cin, cout: cout, n: n, h: h, w: w, tile: 4),
+                               threads == 2 && cout >= 40, "cin \(cin) cout \(cout) \(h)x\(w) threads \(threads)")
                 let store = ParameterStore()
                 let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: 3, stride: 1, pad: 1)
                 store.finalize()
