@@ -124,7 +124,7 @@ public final class Conv2d: @unchecked Sendable {
         if usesDirect(h: h, w: w) { return usesWinogradWeightGradient(h: h, w: w) ? "dir/wino" : "direct" }
         if usesDirectStride2(h: h, w: w) { return max(cin, cout) <= DirectConv.maxWeightGradientChannels ? "direct" : "dir/im2col" }
         if usesWinograd(h: h, w: w) {
-            switch (Winograd4.applies(h: h, w: w), Winograd4.appliesToWeightGradient(h: h, w: w)) {
+            switch (Winograd4.applies(h: h, w: w, channels: min(cin, cout)), Winograd4.appliesToWeightGradient(h: h, w: w)) {
             case (true, true): return "wino4"
             case (true, false): return "wino4/2"
             case (false, true): return "wino2/4"
@@ -270,7 +270,7 @@ public final class Conv2d: @unchecked Sendable {
     /// `Winograd4` applies, else F(2x2).
     func winograd(_ input: UnsafePointer<Float>, n: Int, h: Int, w: Int, transposeFlip: Bool,
                   _ out: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace) {
-        let tile = Winograd4.applies(h: h, w: w) ? 4 : 2
+        let tile = Winograd4.applies(h: h, w: w, channels: min(cin, cout)) ? 4 : 2
         let u = ws.get("wino.u", (tile + 2) * (tile + 2) * Winograd.planeStride(cout, cin))
         Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: transposeFlip, into: u, tile: tile)
         Winograd.convolve(input, cin: transposeFlip ? cout : cin, n: n, h: h, w: w, u: u, cout: transposeFlip ? cin : cout,

@@ -94,6 +94,9 @@ public enum Winograd {
             let fit = max(1, floats / (planes * max(1, channels) * tilesPerRow), (minTiles + tilesPerRow - 1) / tilesPerRow)
             let t = Threads.count
             var b = max((tileRows + fit - 1) / fit, min(t, tileRows))
+            // Whole rounds of the workers: 3 blocks on 2 threads left one thread idle for a third of
+            // the layer (256 channels 8x8 and 128 channels 16x16 with F(4x4) at batch 64).
+            if b > t { b = (b + t - 1) / t * t }
             let per = (tileRows + b - 1) / b
             b = (tileRows + per - 1) / per
             perBlock = per; blocks = b; workers = min(t, b)

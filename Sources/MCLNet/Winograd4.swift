@@ -34,13 +34,22 @@ import MCLCore
 public enum Winograd4 {
     /// `MCL_WINOGRAD_F4=0` keeps every Winograd layer on F(2x2).
     nonisolated(unsafe) public static var enabled = ProcessInfo.processInfo.environment["MCL_WINOGRAD_F4"] != "0"
-    /// Fewest output pixels per image (h x w) for F(4x4): on small maps a tile covers most of the
-    /// image and the 36 transformed weight matrices (2.25x F(2x2)'s) dominate the traffic. Width
-    /// 64, batch 64, 2 threads, alternating runs: 128 channels 16x16 forward 10.6-13.8 ms with
-    /// F(4x4), 18.1-18.9 with F(2x2); 256 channels 8x8 12.6-14.8 vs 11.7-12.1 (so 256, 16x16 and up;
-    /// an AVX2 machine, session 12: 8x8 39-42 ms vs 35-36 in the calm runs, the same way).
+    /// Fewest output pixels per image (h x w) for F(4x4) at any channel count: 16x16 and up. On
+    /// small maps the 36 transformed weight matrices (2.25x F(2x2)'s) weigh more.
     nonisolated(unsafe) public static var minPixels =
         Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_F4_MIN_PIXELS"] ?? "") ?? 256
+    /// Fewest channels (the smaller of cin and cout) for F(4x4) on 8x8 maps (64 to `minPixels`
+    /// pixels). Sessions 12-13 kept 8x8 maps on F(2x2) (256 channels 12.6-14.8 ms vs 11.7-12.1,
+    /// width 64, batch 64): F(4x4) cut 128 tile rows into 3 blocks for 2 threads (`Blocking` now
+    /// makes whole rounds) and its weight transform divided. Zen 4, 2 threads, alternating:
+    /// 256 channels forward 8.6-9.0 ms with F(4x4), 12.0-12.4 with F(2x2), batch 256 34.1-35.2
+    /// vs 45.3-45.6; width 16's 64 channels at batch 256 3.0 vs 4.1. At 32 channels (width 8) no
+    /// steady gain (batch 64 forward 0.5 vs 0.4-0.6 ms, batch 256 dX 1.1 vs 1.4), and F(4x4)'s
+    /// larger rounding flipped one ReLU of the width-8 golden model (a pre-activation within
+    /// float rounding of zero: its channel's gradients 3% off PyTorch's), so below 64 channels
+    /// 8x8 maps stay on F(2x2).
+    nonisolated(unsafe) public static var smallMapMinChannels =
+        Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_F4_8X8_MIN_CHANNELS"] ?? "") ?? 64
     /// Whether 4x4 maps (one F(4x4) tile per image) take F(4x4) too, below `minPixels`: there
     /// F(2x2)'s 4 tiles per image leave rows of 2 tiles to its transforms' scalar tails. Width 64,
     /// batch 64, 2 threads, an AVX2 machine (session 12), the 512-channel 4x4 layer: forward
@@ -48,9 +57,10 @@ public enum Winograd4 {
     /// `MCL_WINOGRAD_F4_SINGLE_TILE=0` keeps them on F(2x2).
     nonisolated(unsafe) public static var singleTile = ProcessInfo.processInfo.environment["MCL_WINOGRAD_F4_SINGLE_TILE"] != "0"
 
-    /// Whether a Winograd layer's forward and dX use F(4x4) on an h x w input.
-    public static func applies(h: Int, w: Int) -> Bool {
-        enabled && h % 4 == 0 && w % 4 == 0 && (h * w >= minPixels || (singleTile && h == 4 && w == 4))
+    /// Whether a Winograd layer's forward and dX use F(4x4) on an h x w input with `channels` = min(cin, cout).
+    public static func applies(h: Int, w: Int, channels: Int) -> Bool {
+        enabled && h % 4 == 0 && w % 4 == 0
+            && (h * w >= minPixels || (h * w >= 64 && channels >= smallMapMinChannels) || (singleTile && h == 4 && w == 4))
     }
 
     /// `MCL_WINOGRAD_F4_DW=0` keeps the weight gradient on F(2x2) everywhere.

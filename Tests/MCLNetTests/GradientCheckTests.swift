@@ -147,6 +147,11 @@ final class GradientCheckTests: XCTestCase {
         let savedDWPixels = Winograd4.weightGradientMinPixels, savedF4DW = Winograd4.weightGradientEnabled
         let savedDWBlock = Winograd.weightGradientBlockFloats, savedDWTiles = Winograd.weightGradientMinTiles
         let available = DirectConv.isa
+        // The defaults: 16x16 and up, 8x8 from 64 channels, 4x4 (one tile).
+        XCTAssertTrue(Winograd4.applies(h: 16, w: 16, channels: 8))
+        XCTAssertTrue(Winograd4.applies(h: 8, w: 8, channels: 64))
+        XCTAssertFalse(Winograd4.applies(h: 8, w: 8, channels: 32))
+        XCTAssertTrue(Winograd4.applies(h: 4, w: 4, channels: 8))
         Winograd.minChannels = 8
         Winograd4.minPixels = 16
         Winograd4.weightGradientMinPixels = 16; Winograd4.weightGradientEnabled = true
@@ -161,8 +166,8 @@ final class GradientCheckTests: XCTestCase {
             DirectConv.force(isa: available)
             DirectConv.enabled = savedDirect
         }
-        XCTAssertFalse(Winograd4.applies(h: 6, w: 8))
-        XCTAssertFalse(Winograd4.applies(h: 4, w: 2))
+        XCTAssertFalse(Winograd4.applies(h: 6, w: 8, channels: 64))
+        XCTAssertFalse(Winograd4.applies(h: 4, w: 2, channels: 64))
         // The C transforms of every instruction set this CPU has (AVX-512, AVX2, baseline).
         for level in (0...available).reversed() {
         DirectConv.force(isa: level)
