@@ -716,7 +716,16 @@ TARGET static void NAME(const float *du, long stride, int workers, long plane, l
     for (long c0 = i0; c0 < i1; c0 += 16) {                                                          \
         const int cn = i1 - c0 < 16 ? (int)(i1 - c0) : 16;                                           \
         float d[P * P][16], res[9][16];                                                              \
-        for (int e = 0; e < P * P; e++) {                                                            \
+        /* whole 16-kernel rows as vectors, each plane prefetched 4 rows ahead (one thread, the     */ \
+        /* 512-channel layer's 37.7 MB F(4x4) dU: 10.5 ms with masked per-float loads, 6.1 as       */ \
+        /* vectors, 4.2 with the prefetches: 36 streams a MB apart are more than the hardware's)    */ \
+        if (cn == 16) for (int e = 0; e < P * P; e++) {                                              \
+            const float *s = du + e * plane + c0;                                                    \
+            __builtin_prefetch(s + 64);                                                              \
+            v16 a; __builtin_memcpy(&a, s, 64);                                                      \
+            for (int k = 1; k < workers; k++) { v16 b; __builtin_memcpy(&b, s + k * stride, 64); a += b; } \
+            __builtin_memcpy(d[e], &a, 64);                                                          \
+        } else for (int e = 0; e < P * P; e++) {                                                     \
             const float *s = du + e * plane + c0;                                                    \
             for (int c = 0; c < 16; c++) d[e][c] = c < cn ? s[c] : 0;                                \
             for (int k = 1; k < workers; k++) {                                                      \
