@@ -1,6 +1,7 @@
 #include "CDirectConv.h"
 #include "isa.h"
 #include <string.h>
+#include <stdlib.h>
 #include <immintrin.h>
 
 long mcl_wino_plane(int channels, int tb) { return (long)channels * tb + 16; }
@@ -37,6 +38,7 @@ typedef float f8 __attribute__((vector_size(32)));
 #define LD8(p) ({ f8 _v; memcpy(&_v, (p), 32); _v; })
 #define ST8(p, v) do { f8 _v = (v); memcpy((p), &_v, 32); } while (0)
 typedef float f4 __attribute__((vector_size(16)));
+typedef float v16 __attribute__((vector_size(64)));
 #define LD4(p) ({ f4 _v; memcpy(&_v, (p), 16); _v; })
 #define ST4(p, v) do { f4 _v = (v); memcpy((p), &_v, 16); } while (0)
 #define EVENS(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
@@ -611,17 +613,155 @@ WINO4_GRAD(wino4_grad_512, __attribute__((target("avx512f"))))
 WINO4_GRAD(wino4_grad_avx2, __attribute__((target("avx2,fma"))))
 WINO4_GRAD(wino4_grad_base, )
 
+/* ---- F(4x4) on 4x4 maps (one tile per image: 512 channels at width 64, 128 at width 16), 16
+ * images at a time: an image's 16 pixels are contiguous, so 16 images are 16 vectors that one
+ * 16 x 16 transpose turns into one vector per pixel with a lane per image (tile); the transform
+ * is then whole-vector arithmetic and each of the 36 planes gets one 64-byte store of 16
+ * consecutive tiles (the row kernels spent a 16-lane pass and 36 scalar stores on each tile). */
+
+/* 16 x 16 transpose of r in place: four butterfly rounds swapping off-diagonal blocks of 8, 4, 2
+ * and 1 lanes between rows i and i + d. */
+#define TRANSPOSE_ROUND(r, d, MA, MB) do {                                                            \
+    for (int i_ = 0; i_ < 16; i_++) if (!(i_ & (d))) {                                               \
+        const v16 a_ = (r)[i_], b_ = (r)[i_ + (d)];                                                  \
+        (r)[i_] = __builtin_shufflevector(a_, b_, MA); (r)[i_ + (d)] = __builtin_shufflevector(a_, b_, MB); \
+    }                                                                                                \
+} while (0)
+#define T8A 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define T8B 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define T4A 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define T4B 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define T2A 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define T2B 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define T1A 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define T1B 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define TRANSPOSE16(r) do {                                                                          \
+    TRANSPOSE_ROUND(r, 8, T8A, T8B); TRANSPOSE_ROUND(r, 4, T4A, T4B);                                \
+    TRANSPOSE_ROUND(r, 2, T2A, T2B); TRANSPOSE_ROUND(r, 1, T1A, T1B);                                \
+} while (0)
+
+/* B^T over a column (a1..a4 inside a zero border: a0 = a5 = 0), as in WINO4_INPUT. */
+#define BT4_ZERO_BORDER(a1, a2, a3, a4, o) do {                                                      \
+    (o)[0] = (a4) - 5 * (a2); (o)[1] = (a3) + (a4) - 4 * ((a1) + (a2));                              \
+    (o)[2] = 4 * ((a1) - (a2)) + (a4) - (a3); (o)[3] = 2 * ((a3) - (a1)) + (a4) - (a2);              \
+    (o)[4] = 2 * ((a1) - (a3)) + (a4) - (a2); (o)[5] = 4 * (a1) - 5 * (a3);                          \
+} while (0)
+/* A (the gradient transform's rows) over a column x0..x3, as in WINO4_GRAD. */
+#define A4_COLUMN(x0, x1, x2, x3, o) do {                                                            \
+    const v16 s02_ = (x0) + (x2), s13_ = (x1) + (x3), q02_ = (x0) + 4 * (x2), q13_ = 2 * (x1) + 8 * (x3); \
+    (o)[0] = (x0); (o)[1] = s02_ + s13_; (o)[2] = s02_ - s13_; (o)[3] = q02_ + q13_; (o)[4] = q02_ - q13_; (o)[5] = (x3); \
+} while (0)
+/* A^T over a column a0..a5 (4 values), as in WINO4_OUTPUT. */
+#define AT4_COLUMN(a, o) do {                                                                        \
+    const v16 s12_ = (a)[1] + (a)[2], d12_ = (a)[1] - (a)[2], s34_ = (a)[3] + (a)[4], d34_ = (a)[3] - (a)[4]; \
+    (o)[0] = (a)[0] + s12_ + s34_; (o)[1] = d12_ + 2 * d34_; (o)[2] = s12_ + 4 * s34_; (o)[3] = d12_ + 8 * d34_ + (a)[5]; \
+} while (0)
+
+#define WINO4_SINGLE(SUFFIX, TARGET)                                                                 \
+/* V of tile rows (images) [r0, r0 + 16) of x. */                                                    \
+TARGET static void in4x4_##SUFFIX(const float *x, int n, int c, int r, int r0, float *v, int tb, long plane) { \
+    v16 p[16];                                                                                       \
+    const float *src = x + ((long)c * n + r) * 16;                                                   \
+    for (int i = 0; i < 16; i++) __builtin_memcpy(&p[i], src + 16 * i, 64);                          \
+    TRANSPOSE16(p);  /* p[4 i + j] = pixel (i, j) of the 16 images */                                \
+    v16 t[6][4];  /* t[k][j] = (B^T d)[k] for column j + 1 (columns 0 and 5 are zero) */             \
+    for (int j = 0; j < 4; j++) {                                                                    \
+        v16 o[6]; BT4_ZERO_BORDER(p[j], p[4 + j], p[8 + j], p[12 + j], o);                           \
+        for (int k = 0; k < 6; k++) t[k][j] = o[k];                                                  \
+    }                                                                                                \
+    float *dst = v + (long)c * tb + (r - r0);                                                        \
+    for (int k = 0; k < 6; k++) {                                                                    \
+        v16 o[6]; BT4_ZERO_BORDER(t[k][0], t[k][1], t[k][2], t[k][3], o);                            \
+        for (int l = 0; l < 6; l++) __builtin_memcpy(dst + (6 * k + l) * plane, &o[l], 64);          \
+    }                                                                                                \
+}                                                                                                    \
+/* M = A dY A^T of tile rows [r, r + 16). */                                                         \
+TARGET static void grad4x4_##SUFFIX(const float *dy, int n, int c, int r, int r0, float *m, int tb, long plane) { \
+    v16 p[16];                                                                                       \
+    const float *src = dy + ((long)c * n + r) * 16;                                                  \
+    for (int i = 0; i < 16; i++) __builtin_memcpy(&p[i], src + 16 * i, 64);                          \
+    TRANSPOSE16(p);                                                                                  \
+    v16 t[6][4];                                                                                     \
+    for (int j = 0; j < 4; j++) {                                                                    \
+        v16 o[6]; A4_COLUMN(p[j], p[4 + j], p[8 + j], p[12 + j], o);                                 \
+        for (int k = 0; k < 6; k++) t[k][j] = o[k];                                                  \
+    }                                                                                                \
+    float *dst = m + (long)c * tb + (r - r0);                                                        \
+    for (int k = 0; k < 6; k++) {                                                                    \
+        v16 o[6]; A4_COLUMN(t[k][0], t[k][1], t[k][2], t[k][3], o);                                  \
+        for (int l = 0; l < 6; l++) __builtin_memcpy(dst + (6 * k + l) * plane, &o[l], 64);          \
+    }                                                                                                \
+}                                                                                                    \
+/* Y (=, or += with accumulate) = A^T M A of tile rows [r, r + 16). */                               \
+TARGET static void out4x4_##SUFFIX(const float *m, int n, int c, int r, int r0, int tb, long plane, float *y, int accumulate) { \
+    const float *src = m + (long)c * tb + (r - r0);                                                  \
+    v16 q[4][6];  /* q[i][l] = (A^T M)[i][l] */                                                      \
+    for (int l = 0; l < 6; l++) {                                                                    \
+        v16 a[6], o[4];                                                                              \
+        for (int k = 0; k < 6; k++) __builtin_memcpy(&a[k], src + (6 * k + l) * plane, 64);          \
+        AT4_COLUMN(a, o);                                                                            \
+        for (int i = 0; i < 4; i++) q[i][l] = o[i];                                                  \
+    }                                                                                                \
+    v16 p[16];                                                                                       \
+    for (int i = 0; i < 4; i++) {                                                                    \
+        v16 o[4]; AT4_COLUMN(q[i], o);                                                               \
+        for (int j = 0; j < 4; j++) p[4 * i + j] = o[j];                                             \
+    }                                                                                                \
+    TRANSPOSE16(p);  /* p[k] = the 16 pixels of image r + k */                                       \
+    float *dst = y + ((long)c * n + r) * 16;                                                         \
+    for (int k = 0; k < 16; k++) {                                                                   \
+        if (accumulate) { v16 old; __builtin_memcpy(&old, dst + 16 * k, 64); p[k] += old; }          \
+        __builtin_memcpy(dst + 16 * k, &p[k], 64);                                                   \
+    }                                                                                                \
+}
+
+WINO4_SINGLE(512, __attribute__((target("avx512f"))))
+WINO4_SINGLE(avx2, __attribute__((target("avx2,fma"))))
+WINO4_SINGLE(base, )
+
+/* Whether the 4x4-map kernels take tile rows [r0, r1): they do whole groups of 16 from r0, the
+ * kernels below the rest. `MCL_WINOGRAD_4X4_KERNELS=0` turns them off (for comparisons). */
+static int single_tile_groups(int h, int w, int r0, int r1) {
+    static int enabled = -1;
+    if (enabled < 0) { const char *e = getenv("MCL_WINOGRAD_4X4_KERNELS"); enabled = !(e && e[0] == '0'); }
+    return enabled && h == 4 && w == 4 ? (r1 - r0) / 16 : 0;
+}
+
 void mcl_wino4_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad) {
+    const int groups = single_tile_groups(h, w, r0, r1), rs = r0 + 16 * groups;
+    if (groups) {
+        const long plane = mcl_wino_plane(channels, tb);
+        for (int c = 0; c < channels; c++)
+            for (int r = r0; r < rs; r += 16) BY_ISA(in4x4, x, n, c, r, r0, v, tb, plane);
+        if (rs == r1) return;
+        v += rs - r0; r0 = rs;  /* one tile per row: the rest start rs - r0 tiles in */
+    }
     if (mcl_dconv_isa() == 2 && w <= 32) wino4_input_reg(x, channels, n, h, w, r0, r1, v, tb);
     else BY_ISA(wino4_input, x, channels, n, h, w, r0, r1, v, tb, pad);
 }
 
 void mcl_wino4_output(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb, float *y,
                       int accumulate, float *tmp) {
+    const int groups = single_tile_groups(h, w, r0, r1), rs = r0 + 16 * groups;
+    if (groups) {
+        const long plane = mcl_wino_plane(channels, tb);
+        for (int c = 0; c < channels; c++)
+            for (int r = r0; r < rs; r += 16) BY_ISA(out4x4, m, n, c, r, r0, tb, plane, y, accumulate);
+        if (rs == r1) return;
+        m += rs - r0; r0 = rs;
+    }
     BY_ISA(wino4_output, m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp);
 }
 
 void mcl_wino4_grad(const float *dy, int channels, int n, int h, int w, int r0, int r1, float *m, int tb, float *tmp) {
+    const int groups = single_tile_groups(h, w, r0, r1), rs = r0 + 16 * groups;
+    if (groups) {
+        const long plane = mcl_wino_plane(channels, tb);
+        for (int c = 0; c < channels; c++)
+            for (int r = r0; r < rs; r += 16) BY_ISA(grad4x4, dy, n, c, r, r0, m, tb, plane);
+        if (rs == r1) return;
+        m += rs - r0; r0 = rs;
+    }
     BY_ISA(wino4_grad, dy, channels, n, h, w, r0, r1, m, tb, tmp);
 }
 
@@ -655,8 +795,6 @@ void mcl_wino2_grad(const float *dy, int channels, int n, int h, int w, int r0, 
 
 /* Bytes of U beyond which the weight transform streams its stores past the cache. */
 #define MCL_WINO_STREAM_BYTES (8l << 20)
-typedef float v16 __attribute__((vector_size(64)));
-
 #define WINO_WEIGHTS(NAME, TARGET, P, GX)                                                            \
 TARGET static void NAME(const float *w, int cout, int cin, int flip, float *u, int r0, int r1) {    \
     const int rows = flip ? cin : cout, cols = flip ? cout : cin;                                    \

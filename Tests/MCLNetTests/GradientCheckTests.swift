@@ -172,8 +172,9 @@ final class GradientCheckTests: XCTestCase {
         for level in (0...available).reversed() {
         DirectConv.force(isa: level)
         // dW split by output channels on 2 threads: (64, 64, 2, 16, 16) (32 tiles) and (24, 40, 1, 4, 8) (1 tile row).
+        // (16, 24, 37, 4, 4): the 4x4-map kernels (16 images at a time) in blocks of 37, 19 and 18 images, with tails.
         for (cin, cout, n, h, w) in [(8, 4, 3, 4, 4), (9, 16, 2, 8, 12), (16, 8, 3, 8, 8), (12, 12, 1, 12, 8), (64, 64, 2, 16, 16),
-                                     (8, 4, 1, 8, 32), (8, 8, 2, 4, 48), (24, 40, 1, 4, 8)] {
+                                     (8, 4, 1, 8, 32), (8, 8, 2, 4, 48), (24, 40, 1, 4, 8), (16, 24, 37, 4, 4)] {
             for (block, threads) in [(1, 1), (1, 2), (1 << 20, 2), (36 * 16 * 3, 2)] {
                 Winograd.blockFloats = block; Winograd.weightGradientBlockFloats = block; Threads.set(threads)
                 XCTAssertEqual(Winograd.splitsWeightGradientByRows(cin: cin, cout: cout, n: n, h: h, w: w, tile: 4),
