@@ -659,11 +659,12 @@ WINO4_GRAD(wino4_grad_base, )
 
 #define WINO4_SINGLE(SUFFIX, TARGET)                                                                 \
 /* V of tile rows (images) [r0, r0 + 16) of x. */                                                    \
-TARGET static void in4x4_##SUFFIX(const float *x, int n, int c, int r, int r0, float *v, int tb, long plane) { \
+TARGET static void in4x4_##SUFFIX(const float *x, int n, int c, int r, int r0, float *v, int tb, long plane, int flip) { \
     v16 p[16];                                                                                       \
     const float *src = x + ((long)c * n + r) * 16;                                                   \
     for (int i = 0; i < 16; i++) __builtin_memcpy(&p[i], src + 16 * i, 64);                          \
     TRANSPOSE16(p);  /* p[4 i + j] = pixel (i, j) of the 16 images */                                \
+    if (flip) for (int k = 0; k < 8; k++) { const v16 t_ = p[k]; p[k] = p[15 - k]; p[15 - k] = t_; } /* (3-i, 3-j) */ \
     v16 t[6][4];  /* t[k][j] = (B^T d)[k] for column j + 1 (columns 0 and 5 are zero) */             \
     for (int j = 0; j < 4; j++) {                                                                    \
         v16 o[6]; BT4_ZERO_BORDER(p[j], p[4 + j], p[8 + j], p[12 + j], o);                           \
@@ -693,7 +694,7 @@ TARGET static void grad4x4_##SUFFIX(const float *dy, int n, int c, int r, int r0
     }                                                                                                \
 }                                                                                                    \
 /* Y (=, or += with accumulate) = A^T M A of tile rows [r, r + 16). */                               \
-TARGET static void out4x4_##SUFFIX(const float *m, int n, int c, int r, int r0, int tb, long plane, float *y, int accumulate) { \
+TARGET static void out4x4_##SUFFIX(const float *m, int n, int c, int r, int r0, int tb, long plane, float *y, int accumulate, int flip) { \
     const float *src = m + (long)c * tb + (r - r0);                                                  \
     v16 q[4][6];  /* q[i][l] = (A^T M)[i][l] */                                                      \
     for (int l = 0; l < 6; l++) {                                                                    \
@@ -707,6 +708,7 @@ TARGET static void out4x4_##SUFFIX(const float *m, int n, int c, int r, int r0, 
         v16 o[4]; AT4_COLUMN(q[i], o);                                                               \
         for (int j = 0; j < 4; j++) p[4 * i + j] = o[j];                                             \
     }                                                                                                \
+    if (flip) for (int k = 0; k < 8; k++) { const v16 t_ = p[k]; p[k] = p[15 - k]; p[15 - k] = t_; }  \
     TRANSPOSE16(p);  /* p[k] = the 16 pixels of image r + k */                                       \
     float *dst = y + ((long)c * n + r) * 16;                                                         \
     for (int k = 0; k < 16; k++) {                                                                   \
@@ -727,12 +729,24 @@ static int single_tile_groups(int h, int w, int r0, int r1) {
     return enabled && h == 4 && w == 4 ? (r1 - r0) / 16 : 0;
 }
 
+void mcl_wino4_single_input(const float *x, int channels, int n, int r0, int r1, float *v, int tb, int flip) {
+    const long plane = mcl_wino_plane(channels, tb);
+    for (int c = 0; c < channels; c++)
+        for (int r = r0; r + 16 <= r1; r += 16) BY_ISA(in4x4, x, n, c, r, r0, v, tb, plane, flip);
+}
+
+void mcl_wino4_single_output(const float *m, int channels, int n, int r0, int r1, int tb, float *y, int accumulate, int flip) {
+    const long plane = mcl_wino_plane(channels, tb);
+    for (int c = 0; c < channels; c++)
+        for (int r = r0; r + 16 <= r1; r += 16) BY_ISA(out4x4, m, n, c, r, r0, tb, plane, y, accumulate, flip);
+}
+
 void mcl_wino4_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad) {
     const int groups = single_tile_groups(h, w, r0, r1), rs = r0 + 16 * groups;
     if (groups) {
         const long plane = mcl_wino_plane(channels, tb);
         for (int c = 0; c < channels; c++)
-            for (int r = r0; r < rs; r += 16) BY_ISA(in4x4, x, n, c, r, r0, v, tb, plane);
+            for (int r = r0; r < rs; r += 16) BY_ISA(in4x4, x, n, c, r, r0, v, tb, plane, 0);
         if (rs == r1) return;
         v += rs - r0; r0 = rs;  /* one tile per row: the rest start rs - r0 tiles in */
     }
@@ -746,7 +760,7 @@ void mcl_wino4_output(const float *m, int channels, int n, int h, int w, int r0,
     if (groups) {
         const long plane = mcl_wino_plane(channels, tb);
         for (int c = 0; c < channels; c++)
-            for (int r = r0; r < rs; r += 16) BY_ISA(out4x4, m, n, c, r, r0, tb, plane, y, accumulate);
+            for (int r = r0; r < rs; r += 16) BY_ISA(out4x4, m, n, c, r, r0, tb, plane, y, accumulate, 0);
         if (rs == r1) return;
         m += rs - r0; r0 = rs;
     }

@@ -29,6 +29,20 @@ public final class Conv2d: @unchecked Sendable {
     /// `MCL_STRIDE2_KERNELS=0` (the Swift loops then, e.g. to compare).
     nonisolated(unsafe) public static var stride2Kernels = ProcessInfo.processInfo.environment["MCL_STRIDE2_KERNELS"] != "0"
 
+    /// Whether the forward on 4x4 maps (F(4x4), one tile per image) keeps its transformed kernels U
+    /// for the dX that follows it, which then needs no kernel transform of its own (`Winograd.convolve`'s
+    /// `flipped`): 37.7 MB written per 512-channel layer and pass, 3.75 ms on one thread. Set by
+    /// `ResNetModel`, whose training step changes no weight between a forward and its backward; the
+    /// kept U serves one dX and is recomputed by every forward.
+    public var keepsTransformedKernels = false
+    /// `MCL_WINOGRAD_KEEP_KERNELS=0`: `ResNetModel` keeps no kernels (dX transforms its own).
+    nonisolated(unsafe) public static var keepsKernelsForDataGradient =
+        ProcessInfo.processInfo.environment["MCL_WINOGRAD_KEEP_KERNELS"] != "0"
+    private var keptKernels: FloatBuffer?
+    private var keptKernelsValid = false
+    /// Whether the last Winograd dX on 4x4 maps used the kept kernels (for the tests).
+    private(set) var reusedKeptKernels = false
+
     public init(_ store: ParameterStore, _ name: String, cin: Int, cout: Int, kernel: Int, stride: Int, pad: Int) {
         self.store = store; self.name = name
         self.cin = cin; self.cout = cout; self.kernel = kernel; self.stride = stride; self.pad = pad
@@ -271,6 +285,27 @@ public final class Conv2d: @unchecked Sendable {
     func winograd(_ input: UnsafePointer<Float>, n: Int, h: Int, w: Int, transposeFlip: Bool,
                   _ out: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace) {
         let tile = Winograd4.applies(h: h, w: w, channels: min(cin, cout)) ? 4 : 2
+        let single = tile == 4 && h == 4 && w == 4
+        if transposeFlip { reusedKeptKernels = false }
+        if single && keepsTransformedKernels {
+            // The forward keeps U; the dX after it reads U transposed, of flipped dY and dX.
+            let size = 36 * Winograd.planeStride(cout, cin)
+            if !transposeFlip {
+                if keptKernels?.count != size { keptKernels = FloatBuffer(count: size) }
+                Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: false, into: keptKernels!.ptr, tile: 4)
+                keptKernelsValid = true
+                Winograd.convolve(input, cin: cin, n: n, h: h, w: w, u: keptKernels!.ptr, cout: cout, out,
+                                  accumulate: accumulate, ws: ws, tile: 4)
+                return
+            }
+            if keptKernelsValid, let u = keptKernels, Winograd.flipFits(n: n, h: h, w: w, cin: cin, cout: cout) {
+                keptKernelsValid = false  // one dX per forward
+                reusedKeptKernels = true
+                Winograd.convolve(input, cin: cout, n: n, h: h, w: w, u: u.ptr, cout: cin, out,
+                                  accumulate: accumulate, ws: ws, tile: 4, flipped: true)
+                return
+            }
+        }
         let u = ws.get("wino.u", (tile + 2) * (tile + 2) * Winograd.planeStride(cout, cin))
         Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: transposeFlip, into: u, tile: tile)
         Winograd.convolve(input, cin: transposeFlip ? cout : cin, n: n, h: h, w: w, u: u, cout: transposeFlip ? cin : cout,

@@ -244,12 +244,16 @@ public final class ResNetModel: @unchecked Sendable {
     }
 
     /// Runs the network on `n` NCHW images. In train mode BN uses batch statistics (updating the
-    /// running ones when `updateRunning`); in eval mode the running statistics.
+    /// running ones when `updateRunning`); in eval mode the running statistics. The weights must not
+    /// change between a training forward and its `backward`.
     /// Returns pointers valid until the next forward: feature [n, 8w] and z [n, projectionDim].
     @discardableResult
     public func forward(_ input: UnsafePointer<Float>, n: Int, h: Int = 32, w: Int = 32, train: Bool,
                         updateRunning: Bool = true) -> (feature: UnsafeMutablePointer<Float>, z: UnsafeMutablePointer<Float>) {
         self.n = n; self.h = h; self.w = w; lastTrain = train
+        // A training forward keeps the 4x4 layers' transformed kernels for their dX (no weight
+        // changes before `backward`); inference does not hold that memory.
+        for c in convs { c.keepsTransformedKernels = train && Conv2d.keepsKernelsForDataGradient }
         let wd = config.width
         let xin = ws.get("net.in", 3 * n * h * w)
         Elementwise.toCNHW(input, n: n, c: 3, hw: h * w, xin)

@@ -107,11 +107,18 @@ public enum Winograd {
     /// y[cout][n][h][w] (=, or += with `accumulate`) the stride-1 pad-1 3x3 convolution of
     /// x[cin][n][h][w] whose transformed kernels are `u` ([P][cout][cin], P = (tile + 2)^2 planes):
     /// F(2x2, 3x3) with `tile` 2, F(4x4, 3x3) (`Winograd4`; h and w multiples of 4) with 4.
+    ///
+    /// With `flipped` (F(4x4) on 4x4 maps, `flipFits`), `u` holds the forward's kernels [P][cin][cout]
+    /// of the layer whose dX this is, and the result is `flip(conv(flip(x), U^T))`: the correlation
+    /// with the flipped kernel equals the flipped correlation of the flipped image with the kernel
+    /// itself, so dX needs no second kernel transform (its GEMMs read U transposed).
     static func convolve(_ x: UnsafePointer<Float>, cin: Int, n: Int, h: Int, w: Int, u: UnsafePointer<Float>,
-                         cout: Int, _ y: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace, tile: Int = 2) {
+                         cout: Int, _ y: UnsafeMutablePointer<Float>, accumulate: Bool, ws: Workspace, tile: Int = 2,
+                         flipped: Bool = false) {
         if n == 0 { return }
         let planes = (tile + 2) * (tile + 2)
         let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout), tile: tile)
+        precondition(!flipped || (tile == 4 && flipFits(bk, h: h, w: w)), "flipped Winograd: 4x4 maps in blocks of 16 images")
         let vSize = planes * planeStride(cin, bk.maxTiles), mSize = planes * planeStride(cout, bk.maxTiles), padSize = 7 * (w + 2)
         let per = vSize + mSize + padSize
         let scratch = ws.get("wino.fwd", per * bk.workers)
@@ -122,13 +129,19 @@ public enum Winograd {
             while b < bk.blocks {
                 let r0 = b * bk.perBlock, r1 = min(bk.tileRows, r0 + bk.perBlock)
                 let tb = (r1 - r0) * bk.tilesPerRow
-                transformInput(x, cin: cin, n: n, h: h, w: w, rows: r0..<r1, into: v, tiles: tb, pad: pad, tile: tile)
+                if flipped {
+                    mcl_wino4_single_input(x, Int32(cin), Int32(n), Int32(r0), Int32(r1), v, Int32(tb), 1)
+                } else {
+                    transformInput(x, cin: cin, n: n, h: h, w: w, rows: r0..<r1, into: v, tiles: tb, pad: pad, tile: tile)
+                }
                 let vp = planeStride(cin, tb), mp = planeStride(cout, tb), up = planeStride(cout, cin)
                 for e in 0..<planes {
-                    sgemmCall(false, false, cout, tb, cin, 1, u + e * up, cin, v + e * vp, tb,
+                    sgemmCall(flipped, false, cout, tb, cin, 1, u + e * up, flipped ? cout : cin, v + e * vp, tb,
                               0, m + e * mp, tb)
                 }
-                if tile == 4 {
+                if flipped {
+                    mcl_wino4_single_output(m, Int32(cout), Int32(n), Int32(r0), Int32(r1), Int32(tb), y, accumulate ? 1 : 0, 1)
+                } else if tile == 4 {
                     mcl_wino4_output(m, Int32(cout), Int32(n), h32, w32, Int32(r0), Int32(r1), Int32(tb), y,
                                      accumulate ? 1 : 0, pad)
                 } else {
@@ -138,6 +151,15 @@ public enum Winograd {
                 b += bk.workers
             }
         }
+    }
+
+    /// Whether `convolve(flipped: true)` can run: F(4x4) on 4x4 maps (one tile per image) whose
+    /// blocks are all whole groups of 16 images (the 16-image kernels flip in registers).
+    static func flipFits(_ bk: Blocking, h: Int, w: Int) -> Bool {
+        h == 4 && w == 4 && bk.perBlock % 16 == 0 && bk.tileRows % 16 == 0
+    }
+    static func flipFits(n: Int, h: Int, w: Int, cin: Int, cout: Int) -> Bool {
+        flipFits(Blocking(n: n, h: h, w: w, channels: max(cin, cout), tile: 4), h: h, w: w)
     }
 
     /// dw[cout][cin][3][3] += the weight gradient of the stride-1 pad-1 convolution y = conv(x, w):

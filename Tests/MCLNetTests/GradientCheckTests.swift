@@ -172,15 +172,17 @@ final class GradientCheckTests: XCTestCase {
         for level in (0...available).reversed() {
         DirectConv.force(isa: level)
         // dW split by output channels on 2 threads: (64, 64, 2, 16, 16) (32 tiles) and (24, 40, 1, 4, 8) (1 tile row).
-        // (16, 24, 37, 4, 4): the 4x4-map kernels (16 images at a time) in blocks of 37, 19 and 18 images, with tails.
+        // (16, 24, 37, 4, 4): the 4x4-map kernels (16 images at a time) in blocks of 37, 19 and 18 images, with tails;
+        // (16, 24, 32, 4, 4): dX from the forward's kept kernels (blocks of 16 images on 2 threads: flipped).
         for (cin, cout, n, h, w) in [(8, 4, 3, 4, 4), (9, 16, 2, 8, 12), (16, 8, 3, 8, 8), (12, 12, 1, 12, 8), (64, 64, 2, 16, 16),
-                                     (8, 4, 1, 8, 32), (8, 8, 2, 4, 48), (24, 40, 1, 4, 8), (16, 24, 37, 4, 4)] {
+                                     (8, 4, 1, 8, 32), (8, 8, 2, 4, 48), (24, 40, 1, 4, 8), (16, 24, 37, 4, 4), (16, 24, 32, 4, 4)] {
             for (block, threads) in [(1, 1), (1, 2), (1 << 20, 2), (36 * 16 * 3, 2)] {
                 Winograd.blockFloats = block; Winograd.weightGradientBlockFloats = block; Threads.set(threads)
                 XCTAssertEqual(Winograd.splitsWeightGradientByRows(cin: cin, cout: cout, n: n, h: h, w: w, tile: 4),
                                threads == 2 && cout >= 40, "cin \(cin) cout \(cout) \(h)x\(w) threads \(threads)")
                 let store = ParameterStore()
                 let conv = Conv2d(store, "c", cin: cin, cout: cout, kernel: 3, stride: 1, pad: 1)
+                conv.keepsTransformedKernels = true
                 store.finalize()
                 store.values.copy(from: randn(store.paramCount, scale: 0.3))
                 let x = FloatBuffer(count: cin * n * h * w); x.copy(from: randn(x.count))
@@ -193,8 +195,12 @@ final class GradientCheckTests: XCTestCase {
                     let ws = Workspace()
                     let y = FloatBuffer(count: cout * n * h * w)
                     conv.forward(x.ptr, n: n, h: h, w: w, y.ptr, ws: ws)
-                    // The transformed kernels: 36 planes for F(4x4), 16 for F(2x2).
-                    XCTAssertEqual(ws.capacity(of: "wino.u"), !wino ? 0 : (f4 ? 36 : 16) * Winograd.planeStride(cout, cin))
+                    // The transformed kernels: 36 planes for F(4x4), 16 for F(2x2); on 4x4 maps the layer's own (kept).
+                    let kept = wino && f4 && h == 4 && w == 4
+                    XCTAssertEqual(ws.capacity(of: "wino.u"), !wino || kept ? 0 : (f4 ? 36 : 16) * Winograd.planeStride(cout, cin))
+                    // dX from the kept kernels (flipped) where the blocks are whole groups of 16 images.
+                    let flips = kept && Winograd.flipFits(n: n, h: h, w: w, cin: cin, cout: cout)
+                    XCTAssertEqual(flips, kept && n == 32 && threads == 2 && block == 1 << 20, "\(n) images, \(threads) threads, block \(block)")
                     store.zeroGrads()
                     conv.backwardWeights(x.ptr, n: n, h: h, w: w, dy: dy.ptr, ws: ws)
                     // dW's scratch: F(4x4)'s when it ran, F(2x2)'s otherwise.
@@ -202,8 +208,11 @@ final class GradientCheckTests: XCTestCase {
                     XCTAssertEqual(ws.capacity(of: "wino.dw") > 0, wino && !f4)
                     let dx = FloatBuffer(count: x.count)
                     conv.backwardData(dy.ptr, n: n, h: h, w: w, dx: dx.ptr, accumulate: false, ws: ws)
+                    XCTAssertEqual(conv.reusedKeptKernels, flips)
+                    conv.forward(x.ptr, n: n, h: h, w: w, y.ptr, ws: ws)  // the kept kernels serve one dX each
                     let dxAcc = FloatBuffer(count: x.count); dxAcc.copy(from: dx0)
                     conv.backwardData(dy.ptr, n: n, h: h, w: w, dx: dxAcc.ptr, accumulate: true, ws: ws)
+                    XCTAssertEqual(conv.reusedKeptKernels, flips)
                     results.append([y.array, store.grads.array, dx.array, dxAcc.array])
                 }
                 // Each of y, dW, dX, dX += against im2col's, relative to its own largest value.
@@ -536,6 +545,33 @@ final class GradientCheckTests: XCTestCase {
 
     /// The whole network (every layer kind, residual paths, downsampling shortcuts, projector)
     /// against finite differences, on a tiny ResNet-18 (width 4) at 32x32.
+    /// The network's gradients with dX of its 4x4 layers from the forward's kept kernels (flipped)
+    /// equal those with dX's own kernel transform to float rounding (the forward is the same, so no
+    /// ReLU mask can differ): width 16 (128 channels at 4x4), 32 images, 2 threads (blocks of 16).
+    func testKeptKernelsDataGradient() throws {
+        let savedThreads = Threads.count, saved = Conv2d.keepsKernelsForDataGradient
+        defer { Threads.set(savedThreads); Conv2d.keepsKernelsForDataGradient = saved }
+        Threads.set(2)
+        let model = try ResNetModel(ModelConfig(arch: "resnet18", width: 16, projectorHidden: 32, projectionDim: 8))
+        model.initialise(seed: 5)
+        let n = 32
+        let input = FloatBuffer(count: n * 3 * 32 * 32); input.copy(from: randn(input.count))
+        let dz = randn(n * 8)
+        var grads: [[Float]] = []
+        for keep in [false, true] {
+            Conv2d.keepsKernelsForDataGradient = keep
+            model.forward(input.ptr, n: n, train: true, updateRunning: false)
+            model.store.zeroGrads()
+            dz.withUnsafeBufferPointer { model.backward(dZ: $0.baseAddress!) }
+            let last = try XCTUnwrap(model.blocks.last)
+            XCTAssertEqual(last.conv2.reusedKeptKernels, keep)
+            grads.append(model.store.grads.array)
+        }
+        let err = Compare.relToMax(grads[1], grads[0])
+        XCTAssertLessThan(err, 1e-4, "kept-kernel dX against dX's own kernels: relative error \(err)")
+        XCTAssertGreaterThan(grads[0].reduce(Float(0)) { max($0, abs($1)) }, 0)
+    }
+
     func testWholeNetwork() throws {
         let model = try ResNetModel(ModelConfig(arch: "resnet18", width: 4, projectorHidden: 8, projectionDim: 5))
         model.initialise(seed: 3)
