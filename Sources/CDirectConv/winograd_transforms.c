@@ -657,42 +657,31 @@ WINO4_GRAD(wino4_grad_base, )
     (o)[0] = (a)[0] + s12_ + s34_; (o)[1] = d12_ + 2 * d34_; (o)[2] = s12_ + 4 * s34_; (o)[3] = d12_ + 8 * d34_ + (a)[5]; \
 } while (0)
 
-#define WINO4_SINGLE(SUFFIX, TARGET)                                                                 \
-/* V of tile rows (images) [r0, r0 + 16) of x. */                                                    \
-TARGET static void in4x4_##SUFFIX(const float *x, int n, int c, int r, int r0, float *v, int tb, long plane, int flip) { \
+/* The 36 planes of tile rows (images) [r, r + 16) of a (x or dY) through COL over the rows, then
+ * the columns of the 4x4 images (spatially flipped with `flip`): V = B^T d B (BT4_ZERO_BORDER,
+ * the input transform) or M = A dY A^T (A4_COLUMN, dW's gradient transform). */
+#define WINO4_SINGLE_TO_PLANES(NAME, TARGET, COL)                                                    \
+TARGET static void NAME(const float *a, int n, int c, int r, int r0, float *v, int tb, long plane, int flip) { \
     v16 p[16];                                                                                       \
-    const float *src = x + ((long)c * n + r) * 16;                                                   \
+    const float *src = a + ((long)c * n + r) * 16;                                                   \
     for (int i = 0; i < 16; i++) __builtin_memcpy(&p[i], src + 16 * i, 64);                          \
     TRANSPOSE16(p);  /* p[4 i + j] = pixel (i, j) of the 16 images */                                \
     if (flip) for (int k = 0; k < 8; k++) { const v16 t_ = p[k]; p[k] = p[15 - k]; p[15 - k] = t_; } /* (3-i, 3-j) */ \
-    v16 t[6][4];  /* t[k][j] = (B^T d)[k] for column j + 1 (columns 0 and 5 are zero) */             \
+    v16 t[6][4];  /* t[k][j]: row k of the row pass, column j */                                     \
     for (int j = 0; j < 4; j++) {                                                                    \
-        v16 o[6]; BT4_ZERO_BORDER(p[j], p[4 + j], p[8 + j], p[12 + j], o);                           \
+        v16 o[6]; COL(p[j], p[4 + j], p[8 + j], p[12 + j], o);                                       \
         for (int k = 0; k < 6; k++) t[k][j] = o[k];                                                  \
     }                                                                                                \
     float *dst = v + (long)c * tb + (r - r0);                                                        \
     for (int k = 0; k < 6; k++) {                                                                    \
-        v16 o[6]; BT4_ZERO_BORDER(t[k][0], t[k][1], t[k][2], t[k][3], o);                            \
+        v16 o[6]; COL(t[k][0], t[k][1], t[k][2], t[k][3], o);                                        \
         for (int l = 0; l < 6; l++) __builtin_memcpy(dst + (6 * k + l) * plane, &o[l], 64);          \
     }                                                                                                \
-}                                                                                                    \
-/* M = A dY A^T of tile rows [r, r + 16). */                                                         \
-TARGET static void grad4x4_##SUFFIX(const float *dy, int n, int c, int r, int r0, float *m, int tb, long plane) { \
-    v16 p[16];                                                                                       \
-    const float *src = dy + ((long)c * n + r) * 16;                                                  \
-    for (int i = 0; i < 16; i++) __builtin_memcpy(&p[i], src + 16 * i, 64);                          \
-    TRANSPOSE16(p);                                                                                  \
-    v16 t[6][4];                                                                                     \
-    for (int j = 0; j < 4; j++) {                                                                    \
-        v16 o[6]; A4_COLUMN(p[j], p[4 + j], p[8 + j], p[12 + j], o);                                 \
-        for (int k = 0; k < 6; k++) t[k][j] = o[k];                                                  \
-    }                                                                                                \
-    float *dst = m + (long)c * tb + (r - r0);                                                        \
-    for (int k = 0; k < 6; k++) {                                                                    \
-        v16 o[6]; A4_COLUMN(t[k][0], t[k][1], t[k][2], t[k][3], o);                                  \
-        for (int l = 0; l < 6; l++) __builtin_memcpy(dst + (6 * k + l) * plane, &o[l], 64);          \
-    }                                                                                                \
-}                                                                                                    \
+}
+
+#define WINO4_SINGLE(SUFFIX, TARGET)                                                                 \
+WINO4_SINGLE_TO_PLANES(in4x4_##SUFFIX, TARGET, BT4_ZERO_BORDER)                                      \
+WINO4_SINGLE_TO_PLANES(grad4x4_##SUFFIX, TARGET, A4_COLUMN)                                          \
 /* Y (=, or += with accumulate) = A^T M A of tile rows [r, r + 16). */                               \
 TARGET static void out4x4_##SUFFIX(const float *m, int n, int c, int r, int r0, int tb, long plane, float *y, int accumulate, int flip) { \
     const float *src = m + (long)c * tb + (r - r0);                                                  \
@@ -772,7 +761,7 @@ void mcl_wino4_grad(const float *dy, int channels, int n, int h, int w, int r0, 
     if (groups) {
         const long plane = mcl_wino_plane(channels, tb);
         for (int c = 0; c < channels; c++)
-            for (int r = r0; r < rs; r += 16) BY_ISA(grad4x4, dy, n, c, r, r0, m, tb, plane);
+            for (int r = r0; r < rs; r += 16) BY_ISA(grad4x4, dy, n, c, r, r0, m, tb, plane, 0);
         if (rs == r1) return;
         m += rs - r0; r0 = rs;
     }
