@@ -661,21 +661,26 @@ WINO4_GRAD(wino4_grad_base, )
  * the columns of the 4x4 images (spatially flipped with `flip`): V = B^T d B (BT4_ZERO_BORDER,
  * the input transform) or M = A dY A^T (A4_COLUMN, dW's gradient transform). */
 #define WINO4_SINGLE_TO_PLANES(NAME, TARGET, COL)                                                    \
-TARGET static void NAME(const float *a, int n, int c, int r, int r0, float *v, int tb, long plane, int flip) { \
+TARGET static void NAME(const float *a, int n, int c, int r, int r0, int k, float *v, int tb, long plane, int flip) { \
     v16 p[16];                                                                                       \
     const float *src = a + ((long)c * n + r) * 16;                                                   \
-    for (int i = 0; i < 16; i++) __builtin_memcpy(&p[i], src + 16 * i, 64);                          \
+    for (int i = 0; i < 16; i++) {                                                                   \
+        if (i < k) __builtin_memcpy(&p[i], src + 16 * i, 64); else p[i] = (v16){0};                  \
+    }                                                                                                \
     TRANSPOSE16(p);  /* p[4 i + j] = pixel (i, j) of the 16 images */                                \
-    if (flip) for (int k = 0; k < 8; k++) { const v16 t_ = p[k]; p[k] = p[15 - k]; p[15 - k] = t_; } /* (3-i, 3-j) */ \
-    v16 t[6][4];  /* t[k][j]: row k of the row pass, column j */                                     \
+    if (flip) for (int i = 0; i < 8; i++) { const v16 t_ = p[i]; p[i] = p[15 - i]; p[15 - i] = t_; } /* (3-i, 3-j) */ \
+    v16 t[6][4];  /* t[kk][j]: row kk of the row pass, column j */                                   \
     for (int j = 0; j < 4; j++) {                                                                    \
         v16 o[6]; COL(p[j], p[4 + j], p[8 + j], p[12 + j], o);                                       \
-        for (int k = 0; k < 6; k++) t[k][j] = o[k];                                                  \
+        for (int kk = 0; kk < 6; kk++) t[kk][j] = o[kk];                                             \
     }                                                                                                \
     float *dst = v + (long)c * tb + (r - r0);                                                        \
-    for (int k = 0; k < 6; k++) {                                                                    \
-        v16 o[6]; COL(t[k][0], t[k][1], t[k][2], t[k][3], o);                                        \
-        for (int l = 0; l < 6; l++) __builtin_memcpy(dst + (6 * k + l) * plane, &o[l], 64);          \
+    for (int kk = 0; kk < 6; kk++) {                                                                 \
+        v16 o[6]; COL(t[kk][0], t[kk][1], t[kk][2], t[kk][3], o);                                    \
+        for (int l = 0; l < 6; l++) {                                                                \
+            if (k == 16) __builtin_memcpy(dst + (6 * kk + l) * plane, &o[l], 64);                    \
+            else memcpy(dst + (6 * kk + l) * plane, &o[l], k * sizeof(float));                       \
+        }                                                                                            \
     }                                                                                                \
 }
 
@@ -683,12 +688,14 @@ TARGET static void NAME(const float *a, int n, int c, int r, int r0, float *v, i
 WINO4_SINGLE_TO_PLANES(in4x4_##SUFFIX, TARGET, BT4_ZERO_BORDER)                                      \
 WINO4_SINGLE_TO_PLANES(grad4x4_##SUFFIX, TARGET, A4_COLUMN)                                          \
 /* Y (=, or += with accumulate) = A^T M A of tile rows [r, r + 16). */                               \
-TARGET static void out4x4_##SUFFIX(const float *m, int n, int c, int r, int r0, int tb, long plane, float *y, int accumulate, int flip) { \
+TARGET static void out4x4_##SUFFIX(const float *m, int n, int c, int r, int r0, int k, int tb, long plane, float *y, int accumulate, int flip) { \
     const float *src = m + (long)c * tb + (r - r0);                                                  \
     v16 q[4][6];  /* q[i][l] = (A^T M)[i][l] */                                                      \
     for (int l = 0; l < 6; l++) {                                                                    \
         v16 a[6], o[4];                                                                              \
-        for (int k = 0; k < 6; k++) __builtin_memcpy(&a[k], src + (6 * k + l) * plane, 64);          \
+        /* a tail group (k < 16) reads past its tiles, within the plane (rows are followed by the \
+           next channel's, the last by the plane's 16 floats of padding); those lanes are dropped */ \
+        for (int kk = 0; kk < 6; kk++) __builtin_memcpy(&a[kk], src + (6 * kk + l) * plane, 64);     \
         AT4_COLUMN(a, o);                                                                            \
         for (int i = 0; i < 4; i++) q[i][l] = o[i];                                                  \
     }                                                                                                \
@@ -697,12 +704,12 @@ TARGET static void out4x4_##SUFFIX(const float *m, int n, int c, int r, int r0, 
         v16 o[4]; AT4_COLUMN(q[i], o);                                                               \
         for (int j = 0; j < 4; j++) p[4 * i + j] = o[j];                                             \
     }                                                                                                \
-    if (flip) for (int k = 0; k < 8; k++) { const v16 t_ = p[k]; p[k] = p[15 - k]; p[15 - k] = t_; }  \
-    TRANSPOSE16(p);  /* p[k] = the 16 pixels of image r + k */                                       \
+    if (flip) for (int i = 0; i < 8; i++) { const v16 t_ = p[i]; p[i] = p[15 - i]; p[15 - i] = t_; }  \
+    TRANSPOSE16(p);  /* p[i] = the 16 pixels of image r + i */                                       \
     float *dst = y + ((long)c * n + r) * 16;                                                         \
-    for (int k = 0; k < 16; k++) {                                                                   \
-        if (accumulate) { v16 old; __builtin_memcpy(&old, dst + 16 * k, 64); p[k] += old; }          \
-        __builtin_memcpy(dst + 16 * k, &p[k], 64);                                                   \
+    for (int i = 0; i < k; i++) {                                                                    \
+        if (accumulate) { v16 old; __builtin_memcpy(&old, dst + 16 * i, 64); p[i] += old; }          \
+        __builtin_memcpy(dst + 16 * i, &p[i], 64);                                                   \
     }                                                                                                \
 }
 
@@ -710,62 +717,46 @@ WINO4_SINGLE(512, __attribute__((target("avx512f"))))
 WINO4_SINGLE(avx2, __attribute__((target("avx2,fma"))))
 WINO4_SINGLE(base, )
 
-/* Whether the 4x4-map kernels take tile rows [r0, r1): they do whole groups of 16 from r0, the
- * kernels below the rest. `MCL_WINOGRAD_4X4_KERNELS=0` turns them off (for comparisons). */
-static int single_tile_groups(int h, int w, int r0, int r1) {
+/* Whether the 4x4-map kernels take 4x4 maps: all tile rows, 16 images at a time and a last group
+ * of fewer, so every image goes through the same arithmetic whatever the blocks (the scores of
+ * `evaluate` are the same bits on 1 or 2 ranks). `MCL_WINOGRAD_4X4_KERNELS=0` turns them off
+ * (for comparisons). */
+static int single_tile_kernels(int h, int w) {
     static int enabled = -1;
     if (enabled < 0) { const char *e = getenv("MCL_WINOGRAD_4X4_KERNELS"); enabled = !(e && e[0] == '0'); }
-    return enabled && h == 4 && w == 4 ? (r1 - r0) / 16 : 0;
+    return enabled && h == 4 && w == 4;
 }
 
 void mcl_wino4_single_input(const float *x, int channels, int n, int r0, int r1, float *v, int tb, int flip) {
     const long plane = mcl_wino_plane(channels, tb);
     for (int c = 0; c < channels; c++)
-        for (int r = r0; r + 16 <= r1; r += 16) BY_ISA(in4x4, x, n, c, r, r0, v, tb, plane, flip);
+        for (int r = r0; r < r1; r += 16) BY_ISA(in4x4, x, n, c, r, r0, r1 - r < 16 ? r1 - r : 16, v, tb, plane, flip);
 }
 
 void mcl_wino4_single_output(const float *m, int channels, int n, int r0, int r1, int tb, float *y, int accumulate, int flip) {
     const long plane = mcl_wino_plane(channels, tb);
     for (int c = 0; c < channels; c++)
-        for (int r = r0; r + 16 <= r1; r += 16) BY_ISA(out4x4, m, n, c, r, r0, tb, plane, y, accumulate, flip);
+        for (int r = r0; r < r1; r += 16) BY_ISA(out4x4, m, n, c, r, r0, r1 - r < 16 ? r1 - r : 16, tb, plane, y, accumulate, flip);
 }
 
 void mcl_wino4_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad) {
-    const int groups = single_tile_groups(h, w, r0, r1), rs = r0 + 16 * groups;
-    if (groups) {
-        const long plane = mcl_wino_plane(channels, tb);
-        for (int c = 0; c < channels; c++)
-            for (int r = r0; r < rs; r += 16) BY_ISA(in4x4, x, n, c, r, r0, v, tb, plane, 0);
-        if (rs == r1) return;
-        v += rs - r0; r0 = rs;  /* one tile per row: the rest start rs - r0 tiles in */
-    }
-    if (mcl_dconv_isa() == 2 && w <= 32) wino4_input_reg(x, channels, n, h, w, r0, r1, v, tb);
+    if (single_tile_kernels(h, w)) mcl_wino4_single_input(x, channels, n, r0, r1, v, tb, 0);
+    else if (mcl_dconv_isa() == 2 && w <= 32) wino4_input_reg(x, channels, n, h, w, r0, r1, v, tb);
     else BY_ISA(wino4_input, x, channels, n, h, w, r0, r1, v, tb, pad);
 }
 
 void mcl_wino4_output(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb, float *y,
                       int accumulate, float *tmp) {
-    const int groups = single_tile_groups(h, w, r0, r1), rs = r0 + 16 * groups;
-    if (groups) {
-        const long plane = mcl_wino_plane(channels, tb);
-        for (int c = 0; c < channels; c++)
-            for (int r = r0; r < rs; r += 16) BY_ISA(out4x4, m, n, c, r, r0, tb, plane, y, accumulate, 0);
-        if (rs == r1) return;
-        m += rs - r0; r0 = rs;
-    }
-    BY_ISA(wino4_output, m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp);
+    if (single_tile_kernels(h, w)) mcl_wino4_single_output(m, channels, n, r0, r1, tb, y, accumulate, 0);
+    else BY_ISA(wino4_output, m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp);
 }
 
 void mcl_wino4_grad(const float *dy, int channels, int n, int h, int w, int r0, int r1, float *m, int tb, float *tmp) {
-    const int groups = single_tile_groups(h, w, r0, r1), rs = r0 + 16 * groups;
-    if (groups) {
+    if (single_tile_kernels(h, w)) {
         const long plane = mcl_wino_plane(channels, tb);
         for (int c = 0; c < channels; c++)
-            for (int r = r0; r < rs; r += 16) BY_ISA(grad4x4, dy, n, c, r, r0, m, tb, plane, 0);
-        if (rs == r1) return;
-        m += rs - r0; r0 = rs;
-    }
-    BY_ISA(wino4_grad, dy, channels, n, h, w, r0, r1, m, tb, tmp);
+            for (int r = r0; r < r1; r += 16) BY_ISA(grad4x4, dy, n, c, r, r0, r1 - r < 16 ? r1 - r : 16, m, tb, plane, 0);
+    } else BY_ISA(wino4_grad, dy, channels, n, h, w, r0, r1, m, tb, tmp);
 }
 
 void mcl_wino2_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad) {

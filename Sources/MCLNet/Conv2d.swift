@@ -298,7 +298,7 @@ public final class Conv2d: @unchecked Sendable {
                                   accumulate: accumulate, ws: ws, tile: 4)
                 return
             }
-            if keptKernelsValid, let u = keptKernels, Winograd.flipFits(n: n, h: h, w: w, cin: cin, cout: cout) {
+            if keptKernelsValid, let u = keptKernels {
                 keptKernelsValid = false  // one dX per forward
                 reusedKeptKernels = true
                 Winograd.convolve(input, cin: cout, n: n, h: h, w: w, u: u.ptr, cout: cin, out,

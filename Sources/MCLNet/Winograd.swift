@@ -108,7 +108,7 @@ public enum Winograd {
     /// x[cin][n][h][w] whose transformed kernels are `u` ([P][cout][cin], P = (tile + 2)^2 planes):
     /// F(2x2, 3x3) with `tile` 2, F(4x4, 3x3) (`Winograd4`; h and w multiples of 4) with 4.
     ///
-    /// With `flipped` (F(4x4) on 4x4 maps, `flipFits`), `u` holds the forward's kernels [P][cin][cout]
+    /// With `flipped` (F(4x4) on 4x4 maps), `u` holds the forward's kernels [P][cin][cout]
     /// of the layer whose dX this is, and the result is `flip(conv(flip(x), U^T))`: the correlation
     /// with the flipped kernel equals the flipped correlation of the flipped image with the kernel
     /// itself, so dX needs no second kernel transform (its GEMMs read U transposed).
@@ -118,7 +118,7 @@ public enum Winograd {
         if n == 0 { return }
         let planes = (tile + 2) * (tile + 2)
         let bk = Blocking(n: n, h: h, w: w, channels: max(cin, cout), tile: tile)
-        precondition(!flipped || (tile == 4 && flipFits(bk, h: h, w: w)), "flipped Winograd: 4x4 maps in blocks of 16 images")
+        precondition(!flipped || (tile == 4 && flipFits(h: h, w: w)), "flipped Winograd: F(4x4) on 4x4 maps")
         let vSize = planes * planeStride(cin, bk.maxTiles), mSize = planes * planeStride(cout, bk.maxTiles), padSize = 7 * (w + 2)
         let per = vSize + mSize + padSize
         let scratch = ws.get("wino.fwd", per * bk.workers)
@@ -153,14 +153,9 @@ public enum Winograd {
         }
     }
 
-    /// Whether `convolve(flipped: true)` can run: F(4x4) on 4x4 maps (one tile per image) whose
-    /// blocks are all whole groups of 16 images (the 16-image kernels flip in registers).
-    static func flipFits(_ bk: Blocking, h: Int, w: Int) -> Bool {
-        h == 4 && w == 4 && bk.perBlock % 16 == 0 && bk.tileRows % 16 == 0
-    }
-    static func flipFits(n: Int, h: Int, w: Int, cin: Int, cout: Int) -> Bool {
-        flipFits(Blocking(n: n, h: h, w: w, channels: max(cin, cout), tile: 4), h: h, w: w)
-    }
+    /// Whether `convolve(flipped: true)` can run: F(4x4) on 4x4 maps (one tile per image), whose
+    /// 16-image kernels flip in registers.
+    static func flipFits(h: Int, w: Int) -> Bool { h == 4 && w == 4 }
 
     /// dw[cout][cin][3][3] += the weight gradient of the stride-1 pad-1 convolution y = conv(x, w):
     /// since Y = A^T [(G g G^T) ⊙ (B^T d B)] A is linear in g, per tile

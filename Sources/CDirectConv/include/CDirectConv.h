@@ -83,9 +83,9 @@ void mcl_wino2_grad(const float *dy, int channels, int n, int h, int w, int r0, 
  * holding 7 * (w + 2) floats; output m[36][channels][tb] -> y tiles (= or += with `accumulate`),
  * `tmp` holding 6 * w floats. tb = the block's tiles, (r1 - r0) * w/4. */
 void mcl_wino4_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad);
-/* F(4x4) on 4x4 maps, tile rows (images) [r0, r1) with r1 - r0 a multiple of 16: the input (V of x)
- * and output (y = or += A^T M A) transforms of the 16-image kernels, of the spatially flipped
- * images with `flip` (dX from the forward's kernels: dX = flip(conv(flip(dY), W^T))). */
+/* F(4x4) on 4x4 maps, tile rows (images) [r0, r1): the input (V of x) and output (y = or +=
+ * A^T M A) transforms of the 16-image kernels, of the spatially flipped images with `flip` (dX
+ * from the forward's kernels: dX = flip(conv(flip(dY), W^T))). */
 void mcl_wino4_single_input(const float *x, int channels, int n, int r0, int r1, float *v, int tb, int flip);
 void mcl_wino4_single_output(const float *m, int channels, int n, int r0, int r1, int tb, float *y, int accumulate, int flip);
 void mcl_wino4_output(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb, float *y,
