@@ -210,10 +210,6 @@ public enum Winograd {
         }
     }
 
-    /// Floats of dU per chunk of output channels in `weightGradientByRows` (~1 MB: L2-sized).
-    nonisolated(unsafe) public static var rowChunkFloats =
-        Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_DW_ROW_CHUNK"] ?? "") ?? 1 << 18
-
     /// Most transformed floats (V and M of all tiles together) for `weightGradientByRows`.
     nonisolated(unsafe) public static var rowSplitMaxFloats =
         Int(ProcessInfo.processInfo.environment["MCL_WINOGRAD_DW_ROWS_MAX"] ?? "") ?? 1 << 23
@@ -222,11 +218,10 @@ public enum Winograd {
     /// with at least as many kernel floats as activation floats per transformed plane
     /// (`cout * cin >= tiles * max(cin, cout)`, e.g. 512 channels at 4x4 or 256 at 8x8 at batch
     /// 64), where the tile split's per-thread copies of dU, written by the GEMMs and summed after
-    /// them, cost more memory traffic than the transformed activations; on one thread too, for the
-    /// chunks of dU that stay in the cache.
+    /// them, cost more memory traffic than the transformed activations.
     static func splitsWeightGradientByRows(cin: Int, cout: Int, n: Int, h: Int, w: Int, tile: Int) -> Bool {
         let tiles = n * (h / tile) * (w / tile), planes = (tile + 2) * (tile + 2)
-        return cout >= Threads.count * 16 && cout * cin >= tiles * max(cin, cout)
+        return Threads.count > 1 && cout >= Threads.count * 16 && cout * cin >= tiles * max(cin, cout)
             && planes * tiles * (cin + cout) <= rowSplitMaxFloats
     }
 
@@ -241,15 +236,12 @@ public enum Winograd {
                                      tile: Int) {
         let planes = (tile + 2) * (tile + 2), tilesPerRow = w / tile, tileRows = n * (h / tile)
         let tiles = tileRows * tilesPerRow, t = Threads.count
-        let vp = planeStride(cin, tiles), mp = planeStride(cout, tiles)
-        // dU in chunks of `rows` output channels per thread, each turned into kernels while it is in
-        // the cache: the whole dU (37.7 MB at 512 x 512, F(4x4)) went to memory and back.
-        let rows = max(16, rowChunkFloats / (planes * cin)), up = planeStride(rows, cin)
-        let padSize = (tile + 3) * (w + 2), per = max(padSize, planes * up)
-        let scratch = ws.get(tile == 4 ? "wino4.dw" : "wino.dw", planes * (vp + mp) + t * per)
-        let v = scratch, m = v + planes * vp, perThread = m + planes * mp
+        let vp = planeStride(cin, tiles), mp = planeStride(cout, tiles), up = planeStride(cout, cin)
+        let padSize = (tile + 3) * (w + 2)
+        let scratch = ws.get(tile == 4 ? "wino4.dw" : "wino.dw", planes * (vp + mp + up) + t * padSize)
+        let v = scratch, m = v + planes * vp, du = m + planes * mp, pads = du + planes * up
         Threads.parallelFor(t) { k in
-            let r0 = k * tileRows / t, r1 = (k + 1) * tileRows / t, pad = perThread + k * per
+            let r0 = k * tileRows / t, r1 = (k + 1) * tileRows / t, pad = pads + k * padSize
             if r0 == r1 { return }
             // Tile rows r0 ..< r1 start at tile r0 * tilesPerRow of every plane row of `tiles`.
             transformInput(x, cin: cin, n: n, h: h, w: w, rows: r0..<r1, into: v + r0 * tilesPerRow, tiles: tiles,
@@ -262,17 +254,12 @@ public enum Winograd {
             }
         }
         Threads.parallelFor(t) { k in
-            let co0 = k * cout / t, co1 = (k + 1) * cout / t, du = perThread + k * per
-            var c0 = co0
-            while c0 < co1 {
-                let c1 = min(co1, c0 + rows)
-                for e in 0..<planes {
-                    sgemmCall(false, true, c1 - c0, cin, tiles, 1, m + e * mp + c0 * tiles, tiles, v + e * vp, tiles,
-                              0, du + e * up, cin)
-                }
-                mcl_wino_weight_grad(du, 0, 1, up, 0, (c1 - c0) * cin, Int32(tile), dw + c0 * cin * 9)
-                c0 = c1
+            let co0 = k * cout / t, co1 = (k + 1) * cout / t
+            for e in 0..<planes {
+                sgemmCall(false, true, co1 - co0, cin, tiles, 1, m + e * mp + co0 * tiles, tiles, v + e * vp, tiles,
+                          0, du + e * up + co0 * cin, cin)
             }
+            mcl_wino_weight_grad(du, 0, 1, up, co0 * cin, co1 * cin, Int32(tile), dw)
         }
     }
 }
