@@ -287,26 +287,24 @@ public final class Conv2d: @unchecked Sendable {
         let tile = Winograd4.applies(h: h, w: w, channels: min(cin, cout)) ? 4 : 2
         let single = tile == 4 && h == 4 && w == 4
         if transposeFlip { reusedKeptKernels = false }
-        if single && keepsTransformedKernels {
-            // The forward keeps U; the dX after it reads U transposed, of flipped dY and dX.
-            let size = 36 * Winograd.planeStride(cout, cin)
-            if !transposeFlip {
-                if keptKernels?.count != size { keptKernels = FloatBuffer(count: size) }
-                Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: false, into: keptKernels!.ptr, tile: 4)
-                keptKernelsValid = true
-                Winograd.convolve(input, cin: cin, n: n, h: h, w: w, u: keptKernels!.ptr, cout: cout, out,
-                                  accumulate: accumulate, ws: ws, tile: 4)
-                return
-            }
-            if keptKernelsValid, let u = keptKernels {
-                keptKernelsValid = false  // one dX per forward
-                reusedKeptKernels = true
-                Winograd.convolve(input, cin: cout, n: n, h: h, w: w, u: u.ptr, cout: cin, out,
-                                  accumulate: accumulate, ws: ws, tile: 4, flipped: true)
-                return
-            }
+        let keeps = single && keepsTransformedKernels
+        if keeps && transposeFlip && keptKernelsValid, let kept = keptKernels {
+            // dX after a forward that kept U: U read transposed, of flipped dY and dX.
+            keptKernelsValid = false  // one dX per forward
+            reusedKeptKernels = true
+            Winograd.convolve(input, cin: cout, n: n, h: h, w: w, u: kept.ptr, cout: cin, out,
+                              accumulate: accumulate, ws: ws, tile: 4, flipped: true)
+            return
         }
-        let u = ws.get("wino.u", (tile + 2) * (tile + 2) * Winograd.planeStride(cout, cin))
+        let size = (tile + 2) * (tile + 2) * Winograd.planeStride(cout, cin)
+        let u: UnsafeMutablePointer<Float>
+        if keeps && !transposeFlip {
+            if keptKernels?.count != size { keptKernels = FloatBuffer(count: size) }
+            u = keptKernels!.ptr
+            keptKernelsValid = true
+        } else {
+            u = ws.get("wino.u", size)
+        }
         Winograd.transformWeights(weight, cout: cout, cin: cin, transposeFlip: transposeFlip, into: u, tile: tile)
         Winograd.convolve(input, cin: transposeFlip ? cout : cin, n: n, h: h, w: w, u: u, cout: transposeFlip ? cin : cout,
                           out, accumulate: accumulate, ws: ws, tile: tile)
