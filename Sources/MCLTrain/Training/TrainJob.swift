@@ -60,7 +60,9 @@ public final class TrainJob {
             throw ConfigError("train.init: \(run.config.initFrom) does not exist, and there is no checkpoint of this run to continue from")
         }
         let metrics = try MetricsLog(path: run.outDir + "/metrics.jsonl", keepingStepsBefore: start, writer: comm.isRoot)
-        StopSignal.install()
+        if !StopSignal.install() {
+            logError("mcl-dist: warning: no alternate signal stack (mmap or sigaltstack failed); a stop signal that lands inside a oneDNN GEMM may corrupt the heap")
+        }
         run.announce(log: log)
         var progress = Progress(enabled: comm.isRoot, epochs: run.config.epochs, totalSteps: run.totalSteps,
                                 imagesPerStep: Double(run.config.batchSize))
