@@ -548,22 +548,88 @@ __attribute__((target("avx512f"))) static void wino2_grad_reg(const float *dy, i
     }
 }
 
-__attribute__((target("avx512f"))) static void wino4_input_reg(const float *x, int channels, int n, int h, int w,
-                                                              int r0, int r1, float *v, int tb) {
+/* F(4x4)'s kernels below take G = 32 / w tile rows at a time on maps of 8 and 16 pixels (4 and 2 tile
+ * rows, 8 tiles: what one tile row of a 32-pixel map has), G = 1 otherwise: the 32 values (lo, hi)
+ * of a "row" hold row k of each of the G tile rows side by side, so the row pass runs on whole
+ * vectors and each plane gets 8 tiles per store. One tile row of an 8x8 map used 2 of 16 lanes and
+ * 36 two-float stores for 2 tiles. The G tile rows' tiles are consecutive in the planes (tile
+ * (r - r0) ntw + tw), so grouping changes no value and no position. */
+static inline int wino4_group(int w) { return w == 8 || w == 16 ? 32 / w : 1; }
+
+/* Lanes l < G ntw (tile tw = l % ntw of tile row g = l / ntw): index g w + 4 tw + k - 1 into the 32
+ * values of the grouped row; the window's -1 and w columns are the zero padding (masked off). */
+__attribute__((target("avx512f"))) static inline void group_window_index(int k, int w, int ntw, int G, __m512i *idx, __mmask16 *mask) {
+    int ix[16]; unsigned m = 0;
+    for (int l = 0; l < 16; l++) {
+        const int g = l / ntw, j = 4 * (l % ntw) + k - 1;
+        ix[l] = l < G * ntw && j >= 0 && j < w ? g * w + j : 0;
+        if (l < G * ntw && j >= 0 && j < w) m |= 1u << l;
+    }
+    *idx = _mm512_loadu_si512(ix);
+    *mask = (__mmask16)m;
+}
+
+/* Two 8-float halves as one vector (AVX512F's 64-bit-lane insert: the 32-bit one needs AVX512DQ). */
+#define HIGH256(v) _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))
+#define JOIN256(a, b) _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(a)), _mm256_castps_pd(b), 1))
+
+/* The G tile rows r .. r + cnt - 1 of the channel plane `chan` (n maps of h x w): each one's map
+ * and first row (4 th); rows of tile rows beyond cnt read as zeros (img = 0). */
+typedef struct { const float *img[4]; int row[4]; } tile_rows;
+__attribute__((always_inline)) static inline tile_rows group_rows(const float *chan, int nth, int h, int w, int G, int r, int cnt) {
+    tile_rows t;
+    int ni = r / nth, th = r % nth;
+    for (int g = 0; g < G; g++) {
+        t.img[g] = g < cnt ? chan + (long)ni * h * w : 0;
+        t.row[g] = 4 * th;
+        if (++th == nth) { th = 0; ni++; }
+    }
+    return t;
+}
+
+/* Map row t.row[g] + i of each tile row of `t`, zeros outside the map, as the 32 values (lo, hi). */
+__attribute__((target("avx512f"), always_inline)) static inline void group_row_loads(const tile_rows *t, int h, int w, int G, int i,
+                                                                     __mmask16 mlo, __mmask16 mhi, __m512 *lo, __m512 *hi) {
+#define ROW_PTR(g) (t->img[g] && t->row[g] + i >= 0 && t->row[g] + i < h ? t->img[g] + (long)(t->row[g] + i) * w : (const float *)0)
+    if (G == 1) {
+        const float *p = ROW_PTR(0);
+        *lo = p ? _mm512_maskz_loadu_ps(mlo, p) : _mm512_setzero_ps();
+        *hi = p && w > 16 ? _mm512_maskz_loadu_ps(mhi, p + 16) : _mm512_setzero_ps();
+    } else if (G == 2) {  /* 16 pixels: one vector per tile row */
+        const float *p0 = ROW_PTR(0), *p1 = ROW_PTR(1);
+        *lo = p0 ? _mm512_loadu_ps(p0) : _mm512_setzero_ps();
+        *hi = p1 ? _mm512_loadu_ps(p1) : _mm512_setzero_ps();
+    } else {              /* 8 pixels: two tile rows per vector */
+        __m256 q[4];
+        for (int g = 0; g < 4; g++) { const float *p = ROW_PTR(g); q[g] = p ? _mm256_loadu_ps(p) : _mm256_setzero_ps(); }
+        *lo = JOIN256(q[0], q[1]);
+        *hi = JOIN256(q[2], q[3]);
+    }
+#undef ROW_PTR
+}
+
+/* 8 tiles (every tile row group of the 8-, 16- and 32-pixel maps) with one 256-bit store, fewer
+ * (a last group, other widths) masked. */
+#define STORE_GROUP(o, v) do { if (tiles == 8) _mm256_storeu_ps((o), _mm512_castps512_ps256(v));     \
+                               else _mm512_mask_storeu_ps((o), mt, (v)); } while (0)
+
+__attribute__((target("avx512f"), always_inline)) static inline void wino4_input_rows(const float *x, int channels, int n, int h, int w,
+                                                                                   int r0, int r1, float *v, int tb, const int G) {
     const int nth = h / 4, ntw = w / 4;
     const long plane = mcl_wino_plane(channels, tb);
     const __mmask16 mlo = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
     const __mmask16 mhi = w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
-    const __mmask16 mt = (__mmask16)((1u << ntw) - 1);
     const __m512 two = _mm512_set1_ps(2), four = _mm512_set1_ps(4), five = _mm512_set1_ps(5);
     __m512i ix[6]; __mmask16 mk[6];
-    for (int k = 0; k < 6; k++) window_index(4, k, w, ntw, &ix[k], &mk[k]);
+    for (int k = 0; k < 6; k++) group_window_index(k, w, ntw, G, &ix[k], &mk[k]);
     for (int c = 0; c < channels; c++) {
-        for (int r = r0; r < r1; r++) {
-            const int ni = r / nth, th = r % nth;
-            const float *img = x + ((long)c * n + ni) * h * w;
+        const float *chan = x + (long)c * n * h * w;
+        for (int r = r0; r < r1; r += G) {
+            const int cnt = r1 - r < G ? r1 - r : G, tiles = cnt * ntw;
+            const __mmask16 mt = (__mmask16)((1u << tiles) - 1);
+            const tile_rows rows = group_rows(chan, nth, h, w, G, r, cnt);
             __m512 L[6], H[6];
-            for (int k = 0; k < 6; k++) ROW_LOADS(img, 4 * th - 1 + k, h, w, mlo, mhi, L[k], H[k]);
+            for (int k = 0; k < 6; k++) group_row_loads(&rows, h, w, G, k - 1, mlo, mhi, &L[k], &H[k]);
             __m512 T[2][6];
             for (int half = 0; half < 2; half++) {
                 const __m512 *a = half ? H : L;
@@ -583,14 +649,168 @@ __attribute__((target("avx512f"))) static void wino4_input_reg(const float *x, i
                 const __m512 s12 = _mm512_add_ps(a[1], a[2]), d12 = _mm512_sub_ps(a[1], a[2]);
                 const __m512 d31 = _mm512_sub_ps(a[3], a[1]), a4m2 = _mm512_sub_ps(a[4], a[2]);
                 float *o = v + 6 * i * plane + base;
-                store_tiles(o, _mm512_add_ps(_mm512_fmsub_ps(four, a[0], _mm512_mul_ps(five, a[2])), a[4]), ntw, mt);
-                store_tiles(o + plane, _mm512_fnmadd_ps(four, s12, _mm512_add_ps(a[3], a[4])), ntw, mt);
-                store_tiles(o + 2 * plane, _mm512_fmadd_ps(four, d12, _mm512_sub_ps(a[4], a[3])), ntw, mt);
-                store_tiles(o + 3 * plane, _mm512_fmadd_ps(two, d31, a4m2), ntw, mt);
-                store_tiles(o + 4 * plane, _mm512_fnmadd_ps(two, d31, a4m2), ntw, mt);
-                store_tiles(o + 5 * plane, _mm512_add_ps(_mm512_fmsub_ps(four, a[1], _mm512_mul_ps(five, a[3])), a[5]), ntw, mt);
+                STORE_GROUP(o, _mm512_add_ps(_mm512_fmsub_ps(four, a[0], _mm512_mul_ps(five, a[2])), a[4]));
+                STORE_GROUP(o + plane, _mm512_fnmadd_ps(four, s12, _mm512_add_ps(a[3], a[4])));
+                STORE_GROUP(o + 2 * plane, _mm512_fmadd_ps(four, d12, _mm512_sub_ps(a[4], a[3])));
+                STORE_GROUP(o + 3 * plane, _mm512_fmadd_ps(two, d31, a4m2));
+                STORE_GROUP(o + 4 * plane, _mm512_fnmadd_ps(two, d31, a4m2));
+                STORE_GROUP(o + 5 * plane, _mm512_add_ps(_mm512_fmsub_ps(four, a[1], _mm512_mul_ps(five, a[3])), a[5]));
             }
         }
+    }
+}
+
+/* Y = A^T M A of the G tile rows at a time: per row i of the tile, the 6 planes' 8 (or fewer) tiles
+ * give q_p = (A^T m_i)_p; the 4 output rows o combine q over i; the 4 vectors of output row o (one
+ * per column p, lanes = tiles) interleave into the 32 values of the grouped row (value 4 t + p),
+ * which go to the G tile rows' maps. The operations and their order are those of WINO4_OUTPUT. */
+__attribute__((target("avx512f"), always_inline)) static inline void wino4_output_rows(const float *m, int channels, int n, int h, int w,
+                                                                                    int r0, int r1, int tb, float *y, int accumulate, const int G) {
+    const int nth = h / 4, ntw = w / 4;
+    const long plane = mcl_wino_plane(channels, tb);
+    const __m512 two = _mm512_set1_ps(2), four = _mm512_set1_ps(4), eight = _mm512_set1_ps(8);
+    /* value v = 4 t + p of the grouped row <- lane t of column p: lo = tiles 0-3 and hi = 4-7 of
+     * (column 0 | column 1) and (column 2 | column 3) */
+    int il[16], ih[16];
+    for (int v = 0; v < 16; v++) {
+        const int t = v / 4, p = v % 4;
+        il[v] = (p / 2) * 16 + (p % 2) * 8 + t;
+        ih[v] = il[v] + 4;
+    }
+    const __m512i ilo = _mm512_loadu_si512(il), ihi = _mm512_loadu_si512(ih);
+    const __mmask16 mrow = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
+    const __mmask16 mrow_hi = w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
+    for (int c = 0; c < channels; c++) {
+        float *chan = y + (long)c * n * h * w;
+        for (int r = r0; r < r1; r += G) {
+            const int cnt = r1 - r < G ? r1 - r : G, tiles = cnt * ntw;
+            const __mmask16 mt = (__mmask16)((1u << tiles) - 1);
+            const float *mb = m + (long)c * tb + (long)(r - r0) * ntw;
+            __m512 q[6][4];
+            for (int i = 0; i < 6; i++) {
+                __m512 a[6];
+                for (int e = 0; e < 6; e++) {
+                    const float *src = mb + (6 * i + e) * plane;
+                    a[e] = tiles == 8 ? _mm512_castps256_ps512(_mm256_loadu_ps(src)) : _mm512_maskz_loadu_ps(mt, src);
+                }
+                const __m512 s12 = _mm512_add_ps(a[1], a[2]), d12 = _mm512_sub_ps(a[1], a[2]);
+                const __m512 s34 = _mm512_add_ps(a[3], a[4]), d34 = _mm512_sub_ps(a[3], a[4]);
+                q[i][0] = _mm512_add_ps(_mm512_add_ps(a[0], s12), s34);
+                q[i][1] = _mm512_fmadd_ps(two, d34, d12);
+                q[i][2] = _mm512_fmadd_ps(four, s34, s12);
+                q[i][3] = _mm512_add_ps(_mm512_fmadd_ps(eight, d34, d12), a[5]);
+            }
+            const tile_rows rows = group_rows(chan, nth, h, w, G, r, cnt);
+            for (int o = 0; o < 4; o++) {
+                __m512 col[4];
+                for (int p = 0; p < 4; p++) {
+                    const __m512 s12 = _mm512_add_ps(q[1][p], q[2][p]), d12 = _mm512_sub_ps(q[1][p], q[2][p]);
+                    const __m512 s34 = _mm512_add_ps(q[3][p], q[4][p]), d34 = _mm512_sub_ps(q[3][p], q[4][p]);
+                    col[p] = o == 0 ? _mm512_add_ps(_mm512_add_ps(q[0][p], s12), s34)
+                           : o == 1 ? _mm512_fmadd_ps(two, d34, d12)
+                           : o == 2 ? _mm512_fmadd_ps(four, s34, s12)
+                           : _mm512_add_ps(_mm512_fmadd_ps(eight, d34, d12), q[5][p]);
+                }
+                const __m512 p01 = JOIN256(_mm512_castps512_ps256(col[0]), _mm512_castps512_ps256(col[1]));
+                const __m512 p23 = JOIN256(_mm512_castps512_ps256(col[2]), _mm512_castps512_ps256(col[3]));
+                const __m512 lo = _mm512_permutex2var_ps(p01, ilo, p23), hi = _mm512_permutex2var_ps(p01, ihi, p23);
+                /* the grouped row's values g w .. g w + w - 1 to row 4 th + o of tile row g's map */
+#define PUT(dst, v, mask) do { float *d_ = (dst);                                                     \
+                    _mm512_mask_storeu_ps(d_, (mask), accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps((mask), d_), (v)) : (v)); } while (0)
+#define PUT8(dst, v) do { float *d_ = (dst); const __m256 v_ = (v);                                    \
+                    _mm256_storeu_ps(d_, accumulate ? _mm256_add_ps(_mm256_loadu_ps(d_), v_) : v_); } while (0)
+#define OUT_ROW(g) ((float *)rows.img[g] + (long)(rows.row[g] + o) * w)
+                if (G == 4) {
+                    PUT8(OUT_ROW(0), _mm512_castps512_ps256(lo));
+                    if (cnt > 1) PUT8(OUT_ROW(1), HIGH256(lo));
+                    if (cnt > 2) PUT8(OUT_ROW(2), _mm512_castps512_ps256(hi));
+                    if (cnt > 3) PUT8(OUT_ROW(3), HIGH256(hi));
+                } else if (G == 2) {
+                    PUT(OUT_ROW(0), lo, 0xFFFF);
+                    if (cnt > 1) PUT(OUT_ROW(1), hi, 0xFFFF);
+                } else {
+                    PUT(OUT_ROW(0), lo, mrow);
+                    if (w > 16) PUT(OUT_ROW(0) + 16, hi, mrow_hi);
+                }
+#undef OUT_ROW
+#undef PUT8
+#undef PUT
+            }
+        }
+    }
+}
+
+/* M = A dY A^T of the G tile rows at a time (dW's gradient transform): the 4 rows of each tile row
+ * combine into 6 (A over the rows), then each tile's 4 values of a combined row into 6 planes. The
+ * operations are those of WINO4_GRAD. */
+__attribute__((target("avx512f"), always_inline)) static inline void wino4_grad_rows(const float *dy, int channels, int n, int h, int w,
+                                                                                  int r0, int r1, float *m, int tb, const int G) {
+    const int nth = h / 4, ntw = w / 4;
+    const long plane = mcl_wino_plane(channels, tb);
+    const __mmask16 mlo = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
+    const __mmask16 mhi = w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
+    const __m512 two = _mm512_set1_ps(2), four = _mm512_set1_ps(4), eight = _mm512_set1_ps(8);
+    __m512i ix[4]; __mmask16 mk[4];
+    for (int k = 0; k < 4; k++) group_window_index(k + 1, w, ntw, G, &ix[k], &mk[k]);  /* 4 tw + k */
+    for (int c = 0; c < channels; c++) {
+        const float *chan = dy + (long)c * n * h * w;
+        for (int r = r0; r < r1; r += G) {
+            const int cnt = r1 - r < G ? r1 - r : G, tiles = cnt * ntw;
+            const __mmask16 mt = (__mmask16)((1u << tiles) - 1);
+            const tile_rows rows = group_rows(chan, nth, h, w, G, r, cnt);
+            __m512 T[2][6];
+            for (int half = 0; half < 2; half++) {
+                __m512 L[4], H[4];
+                for (int k = 0; k < 4; k++) group_row_loads(&rows, h, w, G, k, mlo, mhi, &L[k], &H[k]);
+                const __m512 *x = half ? H : L;
+                const __m512 s02 = _mm512_add_ps(x[0], x[2]), s13 = _mm512_add_ps(x[1], x[3]);
+                const __m512 q02 = _mm512_fmadd_ps(four, x[2], x[0]), q13 = _mm512_fmadd_ps(two, x[1], _mm512_mul_ps(eight, x[3]));
+                T[half][0] = x[0]; T[half][1] = _mm512_add_ps(s02, s13); T[half][2] = _mm512_sub_ps(s02, s13);
+                T[half][3] = _mm512_add_ps(q02, q13); T[half][4] = _mm512_sub_ps(q02, q13); T[half][5] = x[3];
+            }
+            const long base = (long)c * tb + (long)(r - r0) * ntw;
+            for (int i = 0; i < 6; i++) {
+                __m512 x[4];
+                for (int k = 0; k < 4; k++) x[k] = _mm512_maskz_permutex2var_ps(mk[k], T[0][i], ix[k], T[1][i]);
+                const __m512 s02 = _mm512_add_ps(x[0], x[2]), s13 = _mm512_add_ps(x[1], x[3]);
+                const __m512 q02 = _mm512_fmadd_ps(four, x[2], x[0]), q13 = _mm512_fmadd_ps(two, x[1], _mm512_mul_ps(eight, x[3]));
+                float *o = m + 6 * i * plane + base;
+                STORE_GROUP(o, x[0]);
+                STORE_GROUP(o + plane, _mm512_add_ps(s02, s13));
+                STORE_GROUP(o + 2 * plane, _mm512_sub_ps(s02, s13));
+                STORE_GROUP(o + 3 * plane, _mm512_add_ps(q02, q13));
+                STORE_GROUP(o + 4 * plane, _mm512_sub_ps(q02, q13));
+                STORE_GROUP(o + 5 * plane, x[3]);
+            }
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static void wino4_output_reg(const float *m, int channels, int n, int h, int w,
+                                                               int r0, int r1, int tb, float *y, int accumulate) {
+    switch (wino4_group(w)) {
+    case 4: wino4_output_rows(m, channels, n, h, w, r0, r1, tb, y, accumulate, 4); break;
+    case 2: wino4_output_rows(m, channels, n, h, w, r0, r1, tb, y, accumulate, 2); break;
+    default: wino4_output_rows(m, channels, n, h, w, r0, r1, tb, y, accumulate, 1);
+    }
+}
+
+__attribute__((target("avx512f"))) static void wino4_grad_reg(const float *dy, int channels, int n, int h, int w,
+                                                             int r0, int r1, float *m, int tb) {
+    switch (wino4_group(w)) {
+    case 4: wino4_grad_rows(dy, channels, n, h, w, r0, r1, m, tb, 4); break;
+    case 2: wino4_grad_rows(dy, channels, n, h, w, r0, r1, m, tb, 2); break;
+    default: wino4_grad_rows(dy, channels, n, h, w, r0, r1, m, tb, 1);
+    }
+}
+
+/* One copy per group size, so that G is a constant in the loads. */
+__attribute__((target("avx512f"))) static void wino4_input_reg(const float *x, int channels, int n, int h, int w,
+                                                              int r0, int r1, float *v, int tb) {
+    switch (wino4_group(w)) {
+    case 4: wino4_input_rows(x, channels, n, h, w, r0, r1, v, tb, 4); break;
+    case 2: wino4_input_rows(x, channels, n, h, w, r0, r1, v, tb, 2); break;
+    default: wino4_input_rows(x, channels, n, h, w, r0, r1, v, tb, 1);
     }
 }
 
@@ -748,6 +968,7 @@ void mcl_wino4_input(const float *x, int channels, int n, int h, int w, int r0, 
 void mcl_wino4_output(const float *m, int channels, int n, int h, int w, int r0, int r1, int tb, float *y,
                       int accumulate, float *tmp) {
     if (single_tile_kernels(h, w)) mcl_wino4_single_output(m, channels, n, r0, r1, tb, y, accumulate, 0);
+    else if (mcl_dconv_isa() == 2 && w <= 32) wino4_output_reg(m, channels, n, h, w, r0, r1, tb, y, accumulate);
     else BY_ISA(wino4_output, m, channels, n, h, w, r0, r1, tb, y, accumulate, tmp);
 }
 
@@ -756,7 +977,8 @@ void mcl_wino4_grad(const float *dy, int channels, int n, int h, int w, int r0, 
         const long plane = mcl_wino_plane(channels, tb);
         for (int c = 0; c < channels; c++)
             for (int r = r0; r < r1; r += 16) BY_ISA(grad4x4, dy, n, c, r, r0, r1 - r < 16 ? r1 - r : 16, m, tb, plane, 0);
-    } else BY_ISA(wino4_grad, dy, channels, n, h, w, r0, r1, m, tb, tmp);
+    } else if (mcl_dconv_isa() == 2 && w <= 32) wino4_grad_reg(dy, channels, n, h, w, r0, r1, m, tb);
+    else BY_ISA(wino4_grad, dy, channels, n, h, w, r0, r1, m, tb, tmp);
 }
 
 void mcl_wino2_input(const float *x, int channels, int n, int h, int w, int r0, int r1, float *v, int tb, float *pad) {
