@@ -2,6 +2,7 @@
 #include "vec8.h"
 #include <stdlib.h>
 #include <string.h>
+#include <immintrin.h>
 
 /* 16 floats; unaligned loads and stores go through memcpy (one vector move). */
 typedef float v16 __attribute__((vector_size(64)));
@@ -9,6 +10,15 @@ typedef float v16 __attribute__((vector_size(64)));
 
 #define LOAD(p) ({ v16 _v; memcpy(&_v, (p), 64); _v; })
 #define STORE(p, v) do { v16 _v = (v); memcpy((p), &_v, 64); } while (0)
+
+/* Whether the forward writes y with non-temporal stores: a fresh (not accumulated) output of more
+ * than 8 MB, 64-byte aligned, streams past the caches instead of reading every line first. */
+static int stream_env = -1;
+static inline int forward_streams(const float *y, int accumulate, int cout, int n, int h, int w) {
+    if (stream_env < 0) { const char *e = getenv("MCL_DIRECT_CONV_STREAM"); stream_env = !(e && e[0] == '0'); }
+    return stream_env && !accumulate && ((unsigned long)y & 63) == 0 && (w * 4) % 64 == 0
+           && (long)cout * n * h * w * 4 > (8l << 20);
+}
 
 /* Images per block of the weight gradient: about 256 KB of dy rows and padded x. */
 int mcl_dconv_block_images(int cin, int cout, int h, int w) {
@@ -43,6 +53,7 @@ __attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n,
         const float *wt, int cout, float *y, int accumulate, int n0, int n1, float *scratch) {       \
     const int w = 16 * VPR;                                                                          \
     const long wp = w + 2, plane = (long)(h + 2) * wp;                                               \
+    const int stream = forward_streams(y, accumulate, cout, n, h, w);                                \
     for (int b = n0; b < n1; b++) {                                                                  \
         pad_images(x, cin, n, h, w, b, b + 1, scratch);                                              \
         for (int oh = 0; oh < h; oh++) {                                                             \
@@ -82,11 +93,15 @@ __attribute__((target(TARGET))) static void NAME(const float *x, int cin, int n,
                 }                                                                                    \
                 for (int c = 0; c < cb; c++)                                                         \
                     UNROLL                                                                           \
-                    for (int v = 0; v < VPR; v++)                                                    \
-                        STORE(y + (((long)(co0 + c) * n + b) * h + oh) * w + 16 * v, acc[c][v]);     \
+                    for (int v = 0; v < VPR; v++) {                                                  \
+                        float *dst_ = y + (((long)(co0 + c) * n + b) * h + oh) * w + 16 * v;         \
+                        if (stream) _mm512_stream_ps(dst_, (__m512)acc[c][v]);                       \
+                        else STORE(dst_, acc[c][v]);                                                 \
+                    }                                                                                \
             }                                                                                        \
         }                                                                                            \
     }                                                                                                \
+    if (stream) _mm_sfence();                                                                        \
 }
 
 /* Forward for 16-pixel rows, two output rows at a time (h even): CB output channels x 2 rows
