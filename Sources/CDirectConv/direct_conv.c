@@ -12,12 +12,12 @@ typedef float v16 __attribute__((vector_size(64)));
 #define STORE(p, v) do { v16 _v = (v); memcpy((p), &_v, 64); } while (0)
 
 /* Whether the forward writes y with non-temporal stores: a fresh (not accumulated) output of more
- * than 8 MB, 64-byte aligned, streams past the caches instead of reading every line first. */
+ * than 8 MB, 64-byte aligned (its rows, 16 or 32 floats, are then aligned too), streams past the
+ * caches instead of reading every line first. */
 static int stream_env = -1;
 static inline int forward_streams(const float *y, int accumulate, int cout, int n, int h, int w) {
     if (stream_env < 0) { const char *e = getenv("MCL_DIRECT_CONV_STREAM"); stream_env = !(e && e[0] == '0'); }
-    return stream_env && !accumulate && ((unsigned long)y & 63) == 0 && (w * 4) % 64 == 0
-           && (long)cout * n * h * w * 4 > (8l << 20);
+    return stream_env && !accumulate && ((unsigned long)y & 63) == 0 && (long)cout * n * h * w * 4 > (8l << 20);
 }
 
 /* Images per block of the weight gradient: about 256 KB of dy rows and padded x. */

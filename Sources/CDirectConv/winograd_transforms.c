@@ -589,10 +589,12 @@ __attribute__((always_inline)) static inline tile_rows group_rows(const float *c
 
 /* Map row t.row[g] + i of each tile row of `t`, zeros outside the map, as the 32 values (lo, hi). */
 __attribute__((target("avx512f"), always_inline)) static inline void group_row_loads(const tile_rows *t, int h, int w, int G, int i,
-                                                                     __mmask16 mlo, __mmask16 mhi, __m512 *lo, __m512 *hi) {
+                                                                     __m512 *lo, __m512 *hi) {
 #define ROW_PTR(g) (t->img[g] && t->row[g] + i >= 0 && t->row[g] + i < h ? t->img[g] + (long)(t->row[g] + i) * w : (const float *)0)
-    if (G == 1) {
+    if (G == 1) {  /* up to 32 pixels: the first w of (lo, hi) */
         const float *p = ROW_PTR(0);
+        const __mmask16 mlo = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
+        const __mmask16 mhi = w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
         *lo = p ? _mm512_maskz_loadu_ps(mlo, p) : _mm512_setzero_ps();
         *hi = p && w > 16 ? _mm512_maskz_loadu_ps(mhi, p + 16) : _mm512_setzero_ps();
     } else if (G == 2) {  /* 16 pixels: one vector per tile row */
@@ -617,8 +619,6 @@ __attribute__((target("avx512f"), always_inline)) static inline void wino4_input
                                                                                    int r0, int r1, float *v, int tb, const int G) {
     const int nth = h / 4, ntw = w / 4;
     const long plane = mcl_wino_plane(channels, tb);
-    const __mmask16 mlo = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
-    const __mmask16 mhi = w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
     const __m512 two = _mm512_set1_ps(2), four = _mm512_set1_ps(4), five = _mm512_set1_ps(5);
     __m512i ix[6]; __mmask16 mk[6];
     for (int k = 0; k < 6; k++) group_window_index(k, w, ntw, G, &ix[k], &mk[k]);
@@ -629,7 +629,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void wino4_input
             const __mmask16 mt = (__mmask16)((1u << tiles) - 1);
             const tile_rows rows = group_rows(chan, nth, h, w, G, r, cnt);
             __m512 L[6], H[6];
-            for (int k = 0; k < 6; k++) group_row_loads(&rows, h, w, G, k - 1, mlo, mhi, &L[k], &H[k]);
+            for (int k = 0; k < 6; k++) group_row_loads(&rows, h, w, G, k - 1, &L[k], &H[k]);
             __m512 T[2][6];
             for (int half = 0; half < 2; half++) {
                 const __m512 *a = half ? H : L;
@@ -701,16 +701,17 @@ __attribute__((target("avx512f"), always_inline)) static inline void wino4_outpu
                 q[i][3] = _mm512_add_ps(_mm512_fmadd_ps(eight, d34, d12), a[5]);
             }
             const tile_rows rows = group_rows(chan, nth, h, w, G, r, cnt);
+            __m512 out[4][4];  /* out[o][p]: output row o, column p, lanes = tiles */
+            for (int p = 0; p < 4; p++) {
+                const __m512 s12 = _mm512_add_ps(q[1][p], q[2][p]), d12 = _mm512_sub_ps(q[1][p], q[2][p]);
+                const __m512 s34 = _mm512_add_ps(q[3][p], q[4][p]), d34 = _mm512_sub_ps(q[3][p], q[4][p]);
+                out[0][p] = _mm512_add_ps(_mm512_add_ps(q[0][p], s12), s34);
+                out[1][p] = _mm512_fmadd_ps(two, d34, d12);
+                out[2][p] = _mm512_fmadd_ps(four, s34, s12);
+                out[3][p] = _mm512_add_ps(_mm512_fmadd_ps(eight, d34, d12), q[5][p]);
+            }
             for (int o = 0; o < 4; o++) {
-                __m512 col[4];
-                for (int p = 0; p < 4; p++) {
-                    const __m512 s12 = _mm512_add_ps(q[1][p], q[2][p]), d12 = _mm512_sub_ps(q[1][p], q[2][p]);
-                    const __m512 s34 = _mm512_add_ps(q[3][p], q[4][p]), d34 = _mm512_sub_ps(q[3][p], q[4][p]);
-                    col[p] = o == 0 ? _mm512_add_ps(_mm512_add_ps(q[0][p], s12), s34)
-                           : o == 1 ? _mm512_fmadd_ps(two, d34, d12)
-                           : o == 2 ? _mm512_fmadd_ps(four, s34, s12)
-                           : _mm512_add_ps(_mm512_fmadd_ps(eight, d34, d12), q[5][p]);
-                }
+                const __m512 *col = out[o];
                 const __m512 p01 = JOIN256(_mm512_castps512_ps256(col[0]), _mm512_castps512_ps256(col[1]));
                 const __m512 p23 = JOIN256(_mm512_castps512_ps256(col[2]), _mm512_castps512_ps256(col[3]));
                 const __m512 lo = _mm512_permutex2var_ps(p01, ilo, p23), hi = _mm512_permutex2var_ps(p01, ihi, p23);
@@ -747,8 +748,6 @@ __attribute__((target("avx512f"), always_inline)) static inline void wino4_grad_
                                                                                   int r0, int r1, float *m, int tb, const int G) {
     const int nth = h / 4, ntw = w / 4;
     const long plane = mcl_wino_plane(channels, tb);
-    const __mmask16 mlo = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
-    const __mmask16 mhi = w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
     const __m512 two = _mm512_set1_ps(2), four = _mm512_set1_ps(4), eight = _mm512_set1_ps(8);
     __m512i ix[4]; __mmask16 mk[4];
     for (int k = 0; k < 4; k++) group_window_index(k + 1, w, ntw, G, &ix[k], &mk[k]);  /* 4 tw + k */
@@ -758,10 +757,10 @@ __attribute__((target("avx512f"), always_inline)) static inline void wino4_grad_
             const int cnt = r1 - r < G ? r1 - r : G, tiles = cnt * ntw;
             const __mmask16 mt = (__mmask16)((1u << tiles) - 1);
             const tile_rows rows = group_rows(chan, nth, h, w, G, r, cnt);
+            __m512 L[4], H[4];
+            for (int k = 0; k < 4; k++) group_row_loads(&rows, h, w, G, k, &L[k], &H[k]);
             __m512 T[2][6];
             for (int half = 0; half < 2; half++) {
-                __m512 L[4], H[4];
-                for (int k = 0; k < 4; k++) group_row_loads(&rows, h, w, G, k, mlo, mhi, &L[k], &H[k]);
                 const __m512 *x = half ? H : L;
                 const __m512 s02 = _mm512_add_ps(x[0], x[2]), s13 = _mm512_add_ps(x[1], x[3]);
                 const __m512 q02 = _mm512_fmadd_ps(four, x[2], x[0]), q13 = _mm512_fmadd_ps(two, x[1], _mm512_mul_ps(eight, x[3]));
